@@ -1,0 +1,392 @@
+//! The config file's schema: serde "spec" types, exactly what an SRE writes.
+//!
+//! Every struct denies unknown fields, so a typo is an error with a did-you-mean instead of a
+//! silently ignored setting. Defaults live here, next to the field they belong to, and are
+//! the ones `docs/configuration.md` states. Specs are not used on the request path: the
+//! compiler turns them into a [`crate::Snapshot`].
+
+mod parse;
+pub mod units;
+
+pub use parse::{parse, parse_value, Format};
+pub use units::{ByteSize, HumanDuration};
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The whole config document.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySpec {
+    #[serde(default)]
+    pub server: ServerSpec,
+    #[serde(default)]
+    pub access_log: AccessLogSpec,
+    #[serde(default = "default_listeners")]
+    pub listeners: Vec<ListenerSpec>,
+    #[serde(default)]
+    pub admin: Option<AdminSpec>,
+    #[serde(default)]
+    pub apis: Vec<ApiSpec>,
+}
+
+fn default_listeners() -> Vec<ListenerSpec> {
+    vec![ListenerSpec { address: "127.0.0.1:8080".into(), tls: None }]
+}
+
+/// Process-level settings. Changing them needs a restart; a reload reports that.
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSpec {
+    /// Worker threads of the data plane. Default: one per core.
+    pub threads: Option<usize>,
+    /// Let idle workers steal requests from busy ones. Off by default: with few cores,
+    /// stealing costs more in cross-core wakeups than it gains (see BENCHMARKS.md).
+    #[serde(default)]
+    pub work_stealing: bool,
+    /// Idle upstream connections kept for reuse, across all targets.
+    #[serde(default = "default_keepalive_pool")]
+    pub upstream_keepalive_pool: usize,
+    /// How long a graceful stop (SIGTERM) waits for in-flight requests.
+    #[serde(default = "default_grace")]
+    pub graceful_shutdown_timeout: HumanDuration,
+}
+
+fn default_keepalive_pool() -> usize {
+    1024
+}
+fn default_grace() -> HumanDuration {
+    HumanDuration(Duration::from_secs(10))
+}
+
+/// The JSON access log: one line per request.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogSpec {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// `stdout`, `stderr` or a file path (appended to).
+    #[serde(default = "default_log_path")]
+    pub path: String,
+    /// Lines queued for the writer thread before new lines are dropped (and counted).
+    #[serde(default = "default_log_queue")]
+    pub queue: usize,
+}
+
+impl Default for AccessLogSpec {
+    fn default() -> Self {
+        Self { enabled: true, path: default_log_path(), queue: default_log_queue() }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_log_path() -> String {
+    "stdout".into()
+}
+fn default_log_queue() -> usize {
+    65_536
+}
+
+/// A data-plane listener.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerSpec {
+    /// `ip:port`.
+    pub address: String,
+    #[serde(default)]
+    pub tls: Option<ListenerTlsSpec>,
+}
+
+/// TLS on a listener (rustls). HTTP/2 is offered through ALPN unless `http2: false`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTlsSpec {
+    pub cert: String,
+    pub key: String,
+    #[serde(default = "yes")]
+    pub http2: bool,
+}
+
+/// The control (admin) API listener.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSpec {
+    pub address: String,
+    /// Environment variable holding the bearer token. Required when `address` is not loopback.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// Where revisions are kept. Default: `.revisions/` beside the config file.
+    #[serde(default)]
+    pub revisions_dir: Option<String>,
+    /// How many revisions are kept on disk for rollback.
+    #[serde(default = "default_keep_revisions")]
+    pub keep_revisions: usize,
+}
+
+fn default_keep_revisions() -> usize {
+    20
+}
+
+/// One API: a context, a version, a lifecycle state, an endpoint and its resources.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSpec {
+    /// Unique name; metrics and logs use it.
+    pub name: String,
+    /// Path prefix, e.g. `/orders`. One or more segments.
+    pub context: String,
+    pub version: String,
+    /// Also route `/{context}/...` (without the version) to this API.
+    #[serde(default)]
+    pub default_version: bool,
+    #[serde(default)]
+    pub state: LifecycleState,
+    /// Remove the context and version from the path sent upstream.
+    #[serde(default = "yes")]
+    pub strip_context: bool,
+    #[serde(default)]
+    pub deprecation: Option<DeprecationSpec>,
+    #[serde(default)]
+    pub endpoint: Option<EndpointSpec>,
+    #[serde(default)]
+    pub cors: Option<CorsSpec>,
+    #[serde(default)]
+    pub resources: Vec<ResourceSpec>,
+}
+
+/// WSO2-style API lifecycle.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LifecycleState {
+    Created,
+    Prototyped,
+    #[default]
+    Published,
+    Deprecated,
+    Retired,
+    Blocked,
+}
+
+impl LifecycleState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Prototyped => "prototyped",
+            Self::Published => "published",
+            Self::Deprecated => "deprecated",
+            Self::Retired => "retired",
+            Self::Blocked => "blocked",
+        }
+    }
+}
+
+/// Headers sent by a deprecated API (RFC 9745 `Deprecation`, RFC 8594 `Sunset`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DeprecationSpec {
+    /// RFC 3339 time the API was deprecated, e.g. `2026-06-01T00:00:00Z`.
+    #[serde(default)]
+    pub since: Option<String>,
+    /// RFC 3339 time the API will stop answering.
+    #[serde(default)]
+    pub sunset: Option<String>,
+    /// A page explaining the deprecation (sent as `Link: <...>; rel="deprecation"`).
+    #[serde(default)]
+    pub link: Option<String>,
+}
+
+/// Where proxied requests go.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointSpec {
+    #[serde(default)]
+    pub strategy: Strategy,
+    pub targets: Vec<TargetSpec>,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: HumanDuration,
+    #[serde(default = "default_read_timeout")]
+    pub read_timeout: HumanDuration,
+    #[serde(default = "default_read_timeout")]
+    pub write_timeout: HumanDuration,
+    /// How long an idle pooled connection to a target is kept.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: HumanDuration,
+    /// Extra attempts on another target, made only when connecting failed (nothing was sent).
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Send the client's `Host` upstream instead of the target's.
+    #[serde(default)]
+    pub preserve_host: bool,
+    #[serde(default)]
+    pub health_check: Option<HealthCheckSpec>,
+    #[serde(default)]
+    pub passive_health: PassiveHealthSpec,
+    #[serde(default)]
+    pub tls: UpstreamTlsSpec,
+}
+
+fn default_connect_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(1))
+}
+fn default_read_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+fn default_idle_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
+}
+fn default_retries() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Weighted round robin over healthy targets.
+    #[default]
+    RoundRobin,
+    /// The first healthy target in the listed order.
+    Failover,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSpec {
+    /// `http://host:port[/base]` or `https://...`.
+    pub url: String,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// Active health checks: an HTTP GET to each target.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckSpec {
+    #[serde(default = "default_health_path")]
+    pub path: String,
+    #[serde(default = "default_health_interval")]
+    pub interval: HumanDuration,
+    #[serde(default = "default_connect_timeout")]
+    pub timeout: HumanDuration,
+    #[serde(default = "default_unhealthy_after")]
+    pub unhealthy_after: u32,
+    #[serde(default = "default_healthy_after")]
+    pub healthy_after: u32,
+}
+
+fn default_health_path() -> String {
+    "/health".into()
+}
+fn default_health_interval() -> HumanDuration {
+    HumanDuration(Duration::from_secs(5))
+}
+fn default_unhealthy_after() -> u32 {
+    3
+}
+fn default_healthy_after() -> u32 {
+    2
+}
+
+/// Passive ejection: a target that fails this many requests in a row (connect errors,
+/// timeouts, broken responses) is taken out of rotation for `eject_for`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PassiveHealthSpec {
+    /// 0 turns passive ejection off.
+    #[serde(default = "default_consecutive_failures")]
+    pub consecutive_failures: u32,
+    #[serde(default = "default_eject_for")]
+    pub eject_for: HumanDuration,
+}
+
+impl Default for PassiveHealthSpec {
+    fn default() -> Self {
+        Self { consecutive_failures: default_consecutive_failures(), eject_for: default_eject_for() }
+    }
+}
+
+fn default_consecutive_failures() -> u32 {
+    5
+}
+fn default_eject_for() -> HumanDuration {
+    HumanDuration(Duration::from_secs(10))
+}
+
+/// TLS towards `https://` targets.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsSpec {
+    /// Verify the target's certificate chain and name. Turning this off is for labs only.
+    #[serde(default = "yes")]
+    pub verify: bool,
+    /// PEM bundle of CAs to trust instead of the system roots.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// Server name to send and verify; default: the target URL's host.
+    #[serde(default)]
+    pub sni: Option<String>,
+}
+
+impl Default for UpstreamTlsSpec {
+    fn default() -> Self {
+        Self { verify: true, ca_file: None, sni: None }
+    }
+}
+
+/// CORS for an API (the Fetch standard's CORS protocol).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CorsSpec {
+    /// Exact origins (`https://app.example`) or `*`.
+    pub allow_origins: Vec<String>,
+    #[serde(default)]
+    pub allow_methods: Vec<String>,
+    #[serde(default)]
+    pub allow_headers: Vec<String>,
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    #[serde(default)]
+    pub allow_credentials: bool,
+    #[serde(default)]
+    pub max_age: Option<HumanDuration>,
+}
+
+/// A resource: a path pattern and the verbs it accepts.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceSpec {
+    /// Exact (`/menu`), URI template (`/order/{id}`) or URL mapping (`/admin/*`).
+    pub path: String,
+    /// HTTP verbs, or `ANY`.
+    #[serde(default = "default_methods")]
+    pub methods: Vec<String>,
+    /// Answer from the gateway instead of an upstream.
+    #[serde(default)]
+    pub mock: Option<MockSpec>,
+}
+
+fn default_methods() -> Vec<String> {
+    vec!["ANY".into()]
+}
+
+/// A canned response.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MockSpec {
+    #[serde(default = "default_mock_status")]
+    pub status: u16,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub body: String,
+}
+
+fn default_mock_status() -> u16 {
+    200
+}

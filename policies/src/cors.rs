@@ -1,0 +1,266 @@
+//! CORS (the Fetch standard's CORS protocol) per API.
+//!
+//! Preflights (`OPTIONS` with `Origin` and `Access-Control-Request-Method`) are answered by
+//! the gateway, before any credential is asked for: browsers never send credentials on a
+//! preflight. A preflight from a disallowed origin, or asking for a disallowed method or
+//! header, gets 403 with a problem body saying which. On actual requests the gateway adds
+//! `Access-Control-Allow-Origin` (and friends) when the origin is allowed, and nothing
+//! otherwise: the browser then blocks the response, and non-browser clients are unaffected.
+
+use crate::config::CorsSpec;
+use crate::route::MethodSet;
+use crate::verdict::{ProblemCode, Rejection};
+use http::header::{self, HeaderName, HeaderValue};
+use http::request::Parts;
+
+pub type CorsHeaders = Vec<(HeaderName, HeaderValue)>;
+
+#[derive(Debug, Clone)]
+pub struct Cors {
+    any_origin: bool,
+    origins: Vec<Box<str>>,
+    methods: MethodSet,
+    methods_value: HeaderValue,
+    /// Lower-cased allowed request headers; `*` allows any.
+    headers: Vec<Box<str>>,
+    any_header: bool,
+    expose_value: Option<HeaderValue>,
+    credentials: bool,
+    max_age_value: Option<HeaderValue>,
+}
+
+const VARY_PREFLIGHT: &str = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers";
+
+impl Cors {
+    /// Errors are `(field, message)` relative to the `cors` key.
+    pub fn compile(spec: &CorsSpec) -> Result<Cors, Vec<(String, String)>> {
+        let mut errors = Vec::new();
+        let mut any_origin = false;
+        let mut origins = Vec::new();
+        if spec.allow_origins.is_empty() {
+            errors.push(("allow_origins".into(), "list at least one origin, or \"*\"".into()));
+        }
+        for (i, o) in spec.allow_origins.iter().enumerate() {
+            if o == "*" {
+                any_origin = true;
+            } else if is_origin(o) {
+                origins.push(o.to_ascii_lowercase().into_boxed_str());
+            } else {
+                errors.push((format!("allow_origins[{i}]"), format!("`{o}` is not an origin (scheme://host[:port], no path)")));
+            }
+        }
+        if any_origin && spec.allow_credentials {
+            errors.push(("allow_credentials".into(), "cannot be true with allow_origins \"*\" (the Fetch standard forbids it); list the origins".into()));
+        }
+        let mut methods = MethodSet::EMPTY;
+        let names: Vec<String> = if spec.allow_methods.is_empty() {
+            vec!["GET".into(), "HEAD".into(), "POST".into()]
+        } else {
+            spec.allow_methods.clone()
+        };
+        for (i, m) in names.iter().enumerate() {
+            match MethodSet::parse(m) {
+                Some(s) => methods = methods.union(s),
+                None => errors.push((format!("allow_methods[{i}]"), format!("`{m}` is not an HTTP method"))),
+            }
+        }
+        let mut headers = Vec::new();
+        let mut any_header = false;
+        for (i, h) in spec.allow_headers.iter().enumerate() {
+            if h == "*" {
+                any_header = true;
+            } else if HeaderName::from_bytes(h.as_bytes()).is_ok() {
+                headers.push(h.to_ascii_lowercase().into_boxed_str());
+            } else {
+                errors.push((format!("allow_headers[{i}]"), format!("`{h}` is not a header name")));
+            }
+        }
+        for (i, h) in spec.expose_headers.iter().enumerate() {
+            if HeaderName::from_bytes(h.as_bytes()).is_err() {
+                errors.push((format!("expose_headers[{i}]"), format!("`{h}` is not a header name")));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let value = |s: String| HeaderValue::from_str(&s).ok();
+        Ok(Cors {
+            any_origin,
+            origins,
+            methods,
+            methods_value: value(methods.to_string()).unwrap_or(HeaderValue::from_static("GET")),
+            headers,
+            any_header,
+            expose_value: if spec.expose_headers.is_empty() { None } else { value(spec.expose_headers.join(", ")) },
+            credentials: spec.allow_credentials,
+            max_age_value: spec.max_age.and_then(|d| value(d.0.as_secs().to_string())),
+        })
+    }
+
+    /// A CORS preflight: `OPTIONS` with both `Origin` and `Access-Control-Request-Method`.
+    pub fn is_preflight(parts: &Parts) -> bool {
+        parts.method == http::Method::OPTIONS
+            && parts.headers.contains_key(header::ORIGIN)
+            && parts.headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+    }
+
+    fn origin_allowed(&self, origin: &HeaderValue) -> bool {
+        if self.any_origin {
+            return true;
+        }
+        let Ok(o) = origin.to_str() else { return false };
+        self.origins.iter().any(|a| a.eq_ignore_ascii_case(o))
+    }
+
+    fn allow_origin_value(&self, origin: &HeaderValue) -> HeaderValue {
+        if self.any_origin && !self.credentials {
+            HeaderValue::from_static("*")
+        } else {
+            origin.clone()
+        }
+    }
+
+    /// Answers a preflight: the headers of a 204, or a rejection saying what is not allowed.
+    pub fn preflight(&self, parts: &Parts) -> Result<CorsHeaders, Rejection> {
+        let vary = (header::VARY, HeaderValue::from_static(VARY_PREFLIGHT));
+        let origin = parts.headers.get(header::ORIGIN).cloned().unwrap_or(HeaderValue::from_static(""));
+        if !self.origin_allowed(&origin) {
+            return Err(Rejection::new(ProblemCode::CorsOriginNotAllowed, "this origin may not call this API from a browser")
+                .with_header(vary.0, vary.1));
+        }
+        let method_ok = parts
+            .headers
+            .get(header::ACCESS_CONTROL_REQUEST_METHOD)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|m| http::Method::from_bytes(m.as_bytes()).ok())
+            .and_then(|m| MethodSet::bit(&m))
+            .is_some_and(|bit| self.methods.contains(bit));
+        if !method_ok {
+            return Err(Rejection::new(
+                ProblemCode::CorsMethodNotAllowed,
+                format!("the requested method is not allowed; allowed: {}", self.methods),
+            )
+            .with_header(vary.0, vary.1));
+        }
+        let requested = parts.headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS);
+        if let Some(req) = requested {
+            let ok = self.any_header
+                || req.to_str().is_ok_and(|list| {
+                    list.split(',').map(str::trim).filter(|h| !h.is_empty()).all(|h| self.headers.iter().any(|a| a.eq_ignore_ascii_case(h)))
+                });
+            if !ok {
+                return Err(Rejection::new(ProblemCode::CorsHeadersNotAllowed, "a requested header is not allowed")
+                    .with_header(vary.0, vary.1));
+            }
+        }
+        let mut out = CorsHeaders::new();
+        out.push((header::ACCESS_CONTROL_ALLOW_ORIGIN, self.allow_origin_value(&origin)));
+        out.push((header::ACCESS_CONTROL_ALLOW_METHODS, self.methods_value.clone()));
+        if let Some(req) = requested {
+            // Echoing the (checked) request list is what the Fetch standard expects.
+            out.push((header::ACCESS_CONTROL_ALLOW_HEADERS, req.clone()));
+        }
+        if self.credentials {
+            out.push((header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true")));
+        }
+        if let Some(age) = &self.max_age_value {
+            out.push((header::ACCESS_CONTROL_MAX_AGE, age.clone()));
+        }
+        out.push(vary);
+        Ok(out)
+    }
+
+    /// Headers for an actual (non-preflight) response, when the request has an allowed
+    /// `Origin`. Empty otherwise.
+    pub fn response_headers(&self, parts: &Parts) -> CorsHeaders {
+        let mut out = CorsHeaders::new();
+        let Some(origin) = parts.headers.get(header::ORIGIN) else { return out };
+        if !self.origin_allowed(origin) {
+            return out;
+        }
+        out.push((header::ACCESS_CONTROL_ALLOW_ORIGIN, self.allow_origin_value(origin)));
+        if self.credentials {
+            out.push((header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true")));
+        }
+        if let Some(expose) = &self.expose_value {
+            out.push((header::ACCESS_CONTROL_EXPOSE_HEADERS, expose.clone()));
+        }
+        if !self.any_origin || self.credentials {
+            out.push((header::VARY, HeaderValue::from_static("Origin")));
+        }
+        out
+    }
+}
+
+fn is_origin(o: &str) -> bool {
+    let Some((scheme, rest)) = o.split_once("://") else { return false };
+    matches!(scheme, "http" | "https") && !rest.is_empty() && !rest.contains(['/', '?', '#', ' ', '@'])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::HumanDuration;
+
+    fn spec() -> CorsSpec {
+        CorsSpec {
+            allow_origins: vec!["https://app.example".into()],
+            allow_methods: vec!["GET".into(), "PUT".into()],
+            allow_headers: vec!["authorization".into(), "content-type".into()],
+            expose_headers: vec![],
+            allow_credentials: false,
+            max_age: Some(HumanDuration(std::time::Duration::from_secs(600))),
+        }
+    }
+
+    fn req(method: &str, headers: &[(&str, &str)]) -> Parts {
+        let mut b = http::Request::builder().method(method).uri("/x");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn preflight_allowed() {
+        let c = Cors::compile(&spec()).unwrap();
+        let p = req("OPTIONS", &[("origin", "https://app.example"), ("access-control-request-method", "PUT"), ("access-control-request-headers", "Content-Type, Authorization")]);
+        assert!(Cors::is_preflight(&p));
+        let h = c.preflight(&p).unwrap();
+        let get = |n: HeaderName| h.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_str().unwrap().to_string());
+        assert_eq!(get(header::ACCESS_CONTROL_ALLOW_ORIGIN).as_deref(), Some("https://app.example"));
+        assert_eq!(get(header::ACCESS_CONTROL_ALLOW_METHODS).as_deref(), Some("GET, PUT"));
+        assert_eq!(get(header::ACCESS_CONTROL_ALLOW_HEADERS).as_deref(), Some("Content-Type, Authorization"));
+        assert_eq!(get(header::ACCESS_CONTROL_MAX_AGE).as_deref(), Some("600"));
+    }
+
+    #[test]
+    fn preflight_refusals_say_why() {
+        let c = Cors::compile(&spec()).unwrap();
+        let bad_origin = req("OPTIONS", &[("origin", "https://evil.example"), ("access-control-request-method", "GET")]);
+        assert_eq!(c.preflight(&bad_origin).unwrap_err().code, ProblemCode::CorsOriginNotAllowed);
+        let bad_method = req("OPTIONS", &[("origin", "https://app.example"), ("access-control-request-method", "DELETE")]);
+        assert_eq!(c.preflight(&bad_method).unwrap_err().code, ProblemCode::CorsMethodNotAllowed);
+        let bad_header = req("OPTIONS", &[("origin", "https://app.example"), ("access-control-request-method", "GET"), ("access-control-request-headers", "x-evil")]);
+        assert_eq!(c.preflight(&bad_header).unwrap_err().code, ProblemCode::CorsHeadersNotAllowed);
+    }
+
+    #[test]
+    fn actual_request_headers_only_for_allowed_origins() {
+        let c = Cors::compile(&spec()).unwrap();
+        assert_eq!(c.response_headers(&req("GET", &[("origin", "https://app.example")])).len(), 2);
+        assert!(c.response_headers(&req("GET", &[("origin", "https://evil.example")])).is_empty());
+        assert!(c.response_headers(&req("GET", &[])).is_empty());
+    }
+
+    #[test]
+    fn wildcard_with_credentials_is_a_config_error() {
+        let mut s = spec();
+        s.allow_origins = vec!["*".into()];
+        s.allow_credentials = true;
+        assert_eq!(Cors::compile(&s).unwrap_err()[0].0, "allow_credentials");
+        s.allow_origins = vec!["https://a.example/path".into()];
+        s.allow_credentials = false;
+        assert_eq!(Cors::compile(&s).unwrap_err()[0].0, "allow_origins[0]");
+    }
+}

@@ -1,0 +1,47 @@
+//! Canned responses for resources of prototyped APIs (or any resource with `mock:`).
+//! Header names, values and the body are checked and encoded once, at compile time.
+
+use crate::config::MockSpec;
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, StatusCode};
+
+#[derive(Debug, Clone)]
+pub struct Mock {
+    pub status: StatusCode,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: Bytes,
+}
+
+impl Mock {
+    /// Errors are `(field, message)` relative to the `mock` key.
+    pub fn compile(spec: &MockSpec) -> Result<Mock, Vec<(String, String)>> {
+        let mut errors = Vec::new();
+        let status = match StatusCode::from_u16(spec.status) {
+            Ok(s) if (200..600).contains(&spec.status) => Some(s),
+            _ => {
+                errors.push(("status".into(), format!("{} is not a final HTTP status (200-599)", spec.status)));
+                None
+            }
+        };
+        let mut headers = Vec::new();
+        for (k, v) in &spec.headers {
+            let name = HeaderName::from_bytes(k.as_bytes());
+            let value = HeaderValue::from_str(v);
+            match (name, value) {
+                (Ok(n), Ok(v)) => {
+                    if n == http::header::CONTENT_LENGTH || n == http::header::TRANSFER_ENCODING || n == http::header::CONNECTION {
+                        errors.push((format!("headers.{k}"), "is set by the gateway from the body".into()));
+                    } else {
+                        headers.push((n, v));
+                    }
+                }
+                (Err(_), _) => errors.push((format!("headers.{k}"), "not a valid header name".into())),
+                (_, Err(_)) => errors.push((format!("headers.{k}"), "not a valid header value".into())),
+            }
+        }
+        match (status, errors.is_empty()) {
+            (Some(status), true) => Ok(Mock { status, headers, body: Bytes::from(spec.body.clone()) }),
+            _ => Err(errors),
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! The compiled, immutable form of a config revision, and the request-head decision made on
+//! it. A request loads one `Arc<Snapshot>` and keeps it to the end, so a reload never changes
+//! a request midway.
+
+use crate::config::{AccessLogSpec, AdminSpec, ListenerSpec, ServerSpec};
+use crate::cors::{Cors, CorsHeaders};
+use crate::lifecycle::Lifecycle;
+use crate::metrics::ApiMetrics;
+use crate::mock::Mock;
+use crate::route::table::Bindings;
+use crate::route::{MethodSet, ResourceMatch, ResourceTable, RouteTable};
+use crate::upstream::Endpoint;
+use crate::verdict::{ProblemCode, Rejection};
+use http::request::Parts;
+use http::HeaderValue;
+use std::sync::Arc;
+
+/// Settings that only a restart changes; a reload that alters them says so.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessSettings {
+    pub server: ServerSpec,
+    pub listeners: Vec<ListenerSpec>,
+    pub admin: Option<AdminSpec>,
+    pub access_log: AccessLogSpec,
+}
+
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Set by the store when the snapshot is swapped in.
+    pub revision: u64,
+    pub process: ProcessSettings,
+    pub apis: Vec<Api>,
+    pub routes: RouteTable,
+    /// Metrics of requests that matched no API.
+    pub unrouted_metrics: ApiMetrics,
+}
+
+#[derive(Debug)]
+pub struct Api {
+    pub name: Arc<str>,
+    pub context: String,
+    pub version: String,
+    pub strip_context: bool,
+    pub lifecycle: Lifecycle,
+    pub cors: Option<Cors>,
+    pub endpoint: Option<Endpoint>,
+    pub resources: Vec<Resource>,
+    pub table: ResourceTable,
+    pub metrics: ApiMetrics,
+}
+
+#[derive(Debug)]
+pub struct Resource {
+    /// The path as configured, for logs and the explain output.
+    pub path: String,
+    pub methods: MethodSet,
+    pub var_names: Vec<String>,
+    pub mock: Option<Mock>,
+}
+
+/// What to do with a request whose head passed every policy.
+#[derive(Debug)]
+pub enum Action {
+    /// Forward to the API's endpoint.
+    Proxy,
+    /// Answer with the resource's mock.
+    Mock,
+    /// Answer a CORS preflight with 204 and these headers.
+    Preflight(CorsHeaders),
+}
+
+/// The outcome of routing and the request-head policies.
+#[derive(Debug)]
+pub struct Plan {
+    pub api: u32,
+    /// `None` for preflights, which are answered per API.
+    pub resource: Option<u32>,
+    /// Where the path after context and version starts.
+    pub rest_start: usize,
+    pub bindings: Bindings,
+    pub action: Action,
+}
+
+/// A rejection, with the API it happened in when routing got that far.
+#[derive(Debug)]
+pub struct Refusal {
+    pub api: Option<u32>,
+    pub rejection: Rejection,
+}
+
+impl Snapshot {
+    /// Routes a request and runs the request-head policies in DESIGN's order: route →
+    /// lifecycle → CORS preflight → resource and verb. `path` must be normalised.
+    pub fn plan(&self, parts: &Parts, path: &str) -> Result<Plan, Refusal> {
+        let Some(route) = self.routes.lookup(path) else {
+            return Err(Refusal { api: None, rejection: Rejection::new(ProblemCode::RouteNotFound, "no API serves this path") });
+        };
+        let api_idx = route.api;
+        let refuse = |rejection| Refusal { api: Some(api_idx), rejection };
+        let Some(api) = self.apis.get(api_idx as usize) else {
+            return Err(refuse(Rejection::new(ProblemCode::Internal, "route table out of step with the API list")));
+        };
+        if let std::ops::ControlFlow::Break(r) = api.lifecycle.check() {
+            return Err(refuse(r));
+        }
+        let rest = &path[route.rest_start..];
+        if let Some(cors) = &api.cors {
+            if Cors::is_preflight(parts) && api.table.matches_path(rest) {
+                return match cors.preflight(parts) {
+                    Ok(headers) => Ok(Plan {
+                        api: api_idx,
+                        resource: None,
+                        rest_start: route.rest_start,
+                        bindings: Bindings::new(),
+                        action: Action::Preflight(headers),
+                    }),
+                    Err(r) => Err(refuse(r)),
+                };
+            }
+        }
+        match api.table.find(rest, route.rest_start, MethodSet::bit(&parts.method)) {
+            ResourceMatch::Found { resource, bindings } => {
+                let has_mock = api.resources.get(resource as usize).is_some_and(|r| r.mock.is_some());
+                Ok(Plan {
+                    api: api_idx,
+                    resource: Some(resource),
+                    rest_start: route.rest_start,
+                    bindings,
+                    action: if has_mock { Action::Mock } else { Action::Proxy },
+                })
+            }
+            ResourceMatch::MethodNotAllowed(allowed) => {
+                let mut r = Rejection::new(ProblemCode::MethodNotAllowed, format!("this resource accepts {allowed}"));
+                if let Ok(v) = HeaderValue::from_str(&allowed.allow_header()) {
+                    r = r.with_header(http::header::ALLOW, v);
+                }
+                Err(refuse(r))
+            }
+            ResourceMatch::NotFound => Err(refuse(Rejection::new(ProblemCode::RouteNotFound, "no resource of this API matches the path"))),
+        }
+    }
+
+    pub fn api(&self, idx: u32) -> Option<&Api> {
+        self.apis.get(idx as usize)
+    }
+
+    pub fn api_by_name(&self, name: &str) -> Option<&Api> {
+        self.apis.iter().find(|a| &*a.name == name)
+    }
+}
+
+impl Api {
+    pub fn resource(&self, idx: u32) -> Option<&Resource> {
+        self.resources.get(idx as usize)
+    }
+}

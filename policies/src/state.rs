@@ -1,0 +1,174 @@
+//! State that outlives a snapshot, kept by stable name so a reload does not reset it.
+//!
+//! The compiler asks [`Durable`] for a handle (`Arc`) and puts it in the snapshot, so the
+//! request path never looks anything up here. The registry holds `Weak`s: when the last
+//! snapshot that used a piece of state is dropped, the state goes with it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Instant;
+
+/// Milliseconds since the process's first call: the clock of health and ejection timers.
+/// Policies take `now_ms` as a parameter, so tests inject time instead of sleeping.
+pub fn now_ms() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+/// The registry of durable state.
+#[derive(Debug, Default)]
+pub struct Durable {
+    targets: Mutex<HashMap<String, Weak<TargetHealth>>>,
+}
+
+impl Durable {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The health of an upstream target, keyed by its URL: unchanged targets keep their
+    /// health across reloads.
+    pub fn target_health(&self, key: &str) -> Arc<TargetHealth> {
+        let mut map = self.targets.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(existing) = map.get(key).and_then(Weak::upgrade) {
+            return existing;
+        }
+        map.retain(|_, w| w.strong_count() > 0);
+        let fresh = Arc::new(TargetHealth::new(key));
+        map.insert(key.to_string(), Arc::downgrade(&fresh));
+        fresh
+    }
+
+    /// Live targets (for tests and the status endpoint).
+    pub fn target_count(&self) -> usize {
+        let map = self.targets.lock().unwrap_or_else(|p| p.into_inner());
+        map.values().filter(|w| w.strong_count() > 0).count()
+    }
+}
+
+/// Health of one upstream target, from active probes and from passive observation.
+///
+/// A target is used when active checks have not marked it down and it is not ejected.
+/// Active state flips only after `unhealthy_after` failures or `healthy_after` successes in
+/// a row; passive ejection after `consecutive_failures` failed requests in a row, for
+/// `eject_for`. All fields are atomics: the request path only reads and bumps them.
+#[derive(Debug)]
+pub struct TargetHealth {
+    pub key: String,
+    active_down: AtomicBool,
+    /// Consecutive probe results pointing away from the current active state.
+    active_streak: AtomicU32,
+    passive_failures: AtomicU32,
+    ejected_until_ms: AtomicU64,
+    /// When the next active probe is due (ms, [`now_ms`] clock), and whether one is running.
+    pub next_probe_ms: AtomicU64,
+    pub probing: AtomicBool,
+}
+
+impl TargetHealth {
+    fn new(key: &str) -> Self {
+        Self {
+            key: key.to_string(),
+            active_down: AtomicBool::new(false),
+            active_streak: AtomicU32::new(0),
+            passive_failures: AtomicU32::new(0),
+            ejected_until_ms: AtomicU64::new(0),
+            next_probe_ms: AtomicU64::new(0),
+            probing: AtomicBool::new(false),
+        }
+    }
+
+    pub fn is_healthy(&self, now_ms: u64) -> bool {
+        !self.active_down.load(Ordering::Relaxed) && self.ejected_until_ms.load(Ordering::Relaxed) <= now_ms
+    }
+
+    /// Records an active probe. Returns `Some(healthy)` when the active state changed.
+    pub fn record_probe(&self, ok: bool, healthy_after: u32, unhealthy_after: u32) -> Option<bool> {
+        let down = self.active_down.load(Ordering::Relaxed);
+        // A result that agrees with the current state resets the streak.
+        if ok != down {
+            self.active_streak.store(0, Ordering::Relaxed);
+            return None;
+        }
+        let streak = self.active_streak.fetch_add(1, Ordering::Relaxed) + 1;
+        let needed = if down { healthy_after } else { unhealthy_after };
+        if streak >= needed.max(1) {
+            self.active_down.store(!down, Ordering::Relaxed);
+            self.active_streak.store(0, Ordering::Relaxed);
+            if ok {
+                // Recovered: forget passive strikes too.
+                self.passive_failures.store(0, Ordering::Relaxed);
+                self.ejected_until_ms.store(0, Ordering::Relaxed);
+            }
+            return Some(ok);
+        }
+        None
+    }
+
+    /// A request to this target failed (connect error, timeout, broken response).
+    /// Returns true when this failure ejected the target.
+    pub fn record_failure(&self, now_ms: u64, threshold: u32, eject_for_ms: u64) -> bool {
+        if threshold == 0 {
+            return false;
+        }
+        let n = self.passive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if n >= threshold {
+            self.passive_failures.store(0, Ordering::Relaxed);
+            self.ejected_until_ms.store(now_ms + eject_for_ms, Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+
+    /// A request to this target got a response: the failure streak ends.
+    pub fn record_success(&self) {
+        if self.passive_failures.load(Ordering::Relaxed) != 0 {
+            self.passive_failures.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_key_same_state_across_snapshots() {
+        let d = Durable::new();
+        let a = d.target_health("http://127.0.0.1:1");
+        a.record_failure(0, 1, 1000);
+        let b = d.target_health("http://127.0.0.1:1");
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!b.is_healthy(10));
+        drop((a, b));
+        assert_eq!(d.target_count(), 0);
+        assert!(d.target_health("http://127.0.0.1:1").is_healthy(10));
+    }
+
+    #[test]
+    fn active_state_needs_a_streak() {
+        let h = TargetHealth::new("t");
+        assert_eq!(h.record_probe(false, 2, 3), None);
+        assert_eq!(h.record_probe(false, 2, 3), None);
+        assert_eq!(h.record_probe(true, 2, 3), None); // streak broken
+        assert_eq!(h.record_probe(false, 2, 3), None);
+        assert_eq!(h.record_probe(false, 2, 3), None);
+        assert_eq!(h.record_probe(false, 2, 3), Some(false));
+        assert!(!h.is_healthy(0));
+        assert_eq!(h.record_probe(true, 2, 3), None);
+        assert_eq!(h.record_probe(true, 2, 3), Some(true));
+        assert!(h.is_healthy(0));
+    }
+
+    #[test]
+    fn passive_ejection_expires() {
+        let h = TargetHealth::new("t");
+        assert!(!h.record_failure(100, 2, 1000));
+        h.record_success();
+        assert!(!h.record_failure(100, 2, 1000));
+        assert!(h.record_failure(100, 2, 1000));
+        assert!(!h.is_healthy(500));
+        assert!(h.is_healthy(1100));
+    }
+}

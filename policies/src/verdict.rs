@@ -1,0 +1,145 @@
+//! A policy's decision is a value: `ControlFlow<Rejection>`, so `?` short-circuits the chain
+//! and exactly one module in the gateway turns a [`Rejection`] into a response.
+
+use http::{HeaderName, HeaderValue, StatusCode};
+use std::borrow::Cow;
+use std::ops::ControlFlow;
+
+/// `Continue(())` to go on, `Break(rejection)` to answer locally.
+pub type Verdict = ControlFlow<Rejection>;
+
+/// The catalogue of gateway-generated errors. Each has a stable machine code (the `code`
+/// member of the problem+json body and the `reason` label of the rejection metric), an HTTP
+/// status and a title. Codes never change meaning once released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ProblemCode {
+    /// The path could not be normalised safely (encoded slash, NUL, bad escape).
+    BadPath,
+    RouteNotFound,
+    MethodNotAllowed,
+    /// The API exists but is `created` or `retired`: answered like an unknown route.
+    ApiNotAvailable,
+    ApiBlocked,
+    CorsOriginNotAllowed,
+    CorsMethodNotAllowed,
+    CorsHeadersNotAllowed,
+    /// No target could be used (none configured, or every attempt failed to connect).
+    UpstreamUnavailable,
+    UpstreamTimeout,
+    /// The upstream broke the exchange (reset, malformed response).
+    UpstreamError,
+    /// The client sent something Pingora could not read.
+    BadRequest,
+    Internal,
+}
+
+impl ProblemCode {
+    pub const fn status(self) -> StatusCode {
+        match self {
+            Self::BadPath | Self::BadRequest => StatusCode::BAD_REQUEST,
+            Self::RouteNotFound | Self::ApiNotAvailable => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::ApiBlocked => StatusCode::SERVICE_UNAVAILABLE,
+            Self::CorsOriginNotAllowed | Self::CorsMethodNotAllowed | Self::CorsHeadersNotAllowed => {
+                StatusCode::FORBIDDEN
+            }
+            Self::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
+            Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::UpstreamError => StatusCode::BAD_GATEWAY,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable machine code, `area.reason`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::BadPath => "request.bad_path",
+            Self::BadRequest => "request.malformed",
+            Self::RouteNotFound => "route.not_found",
+            Self::MethodNotAllowed => "route.method_not_allowed",
+            Self::ApiNotAvailable => "lifecycle.not_available",
+            Self::ApiBlocked => "lifecycle.blocked",
+            Self::CorsOriginNotAllowed => "cors.origin_not_allowed",
+            Self::CorsMethodNotAllowed => "cors.method_not_allowed",
+            Self::CorsHeadersNotAllowed => "cors.headers_not_allowed",
+            Self::UpstreamUnavailable => "upstream.unavailable",
+            Self::UpstreamTimeout => "upstream.timeout",
+            Self::UpstreamError => "upstream.error",
+            Self::Internal => "gateway.internal",
+        }
+    }
+
+    pub const fn title(self) -> &'static str {
+        match self {
+            Self::BadPath => "Bad request path",
+            Self::BadRequest => "Malformed request",
+            Self::RouteNotFound => "No route for this path",
+            Self::MethodNotAllowed => "Method not allowed",
+            Self::ApiNotAvailable => "No route for this path",
+            Self::ApiBlocked => "API blocked",
+            Self::CorsOriginNotAllowed => "CORS origin not allowed",
+            Self::CorsMethodNotAllowed => "CORS method not allowed",
+            Self::CorsHeadersNotAllowed => "CORS headers not allowed",
+            Self::UpstreamUnavailable => "Upstream unavailable",
+            Self::UpstreamTimeout => "Upstream timed out",
+            Self::UpstreamError => "Upstream error",
+            Self::Internal => "Internal gateway error",
+        }
+    }
+
+    /// The policy that produced it: the `policy` label of `gateway_policy_rejections_total`.
+    pub const fn policy(self) -> &'static str {
+        match self {
+            Self::BadPath | Self::BadRequest => "request",
+            Self::RouteNotFound | Self::MethodNotAllowed => "route",
+            Self::ApiNotAvailable | Self::ApiBlocked => "lifecycle",
+            Self::CorsOriginNotAllowed | Self::CorsMethodNotAllowed | Self::CorsHeadersNotAllowed => "cors",
+            Self::UpstreamUnavailable | Self::UpstreamTimeout | Self::UpstreamError => "upstream",
+            Self::Internal => "gateway",
+        }
+    }
+
+    /// Every code, for docs and for pre-registering metric series.
+    pub const ALL: &'static [ProblemCode] = &[
+        Self::BadPath,
+        Self::BadRequest,
+        Self::RouteNotFound,
+        Self::MethodNotAllowed,
+        Self::ApiNotAvailable,
+        Self::ApiBlocked,
+        Self::CorsOriginNotAllowed,
+        Self::CorsMethodNotAllowed,
+        Self::CorsHeadersNotAllowed,
+        Self::UpstreamUnavailable,
+        Self::UpstreamTimeout,
+        Self::UpstreamError,
+        Self::Internal,
+    ];
+}
+
+/// Why a request is answered by the gateway instead of the upstream.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    pub code: ProblemCode,
+    /// Client-safe explanation; never echoes credentials.
+    pub detail: Cow<'static, str>,
+    /// Extra response headers (`Allow`, `Retry-After`, `WWW-Authenticate`...).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Rejection {
+    pub fn new(code: ProblemCode, detail: impl Into<Cow<'static, str>>) -> Self {
+        Self { code, detail: detail.into(), headers: Vec::new() }
+    }
+
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+}
+
+/// Shorthand for `ControlFlow::Break(Rejection::new(..))`.
+pub fn reject(code: ProblemCode, detail: impl Into<Cow<'static, str>>) -> Verdict {
+    ControlFlow::Break(Rejection::new(code, detail))
+}
