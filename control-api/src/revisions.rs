@@ -71,7 +71,7 @@ impl Revisions {
                 }
             }
         }
-        out.sort_by(|a, b| b.id.cmp(&a.id));
+        out.sort_by_key(|m| std::cmp::Reverse(m.id));
         Ok(out)
     }
 

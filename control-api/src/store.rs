@@ -125,11 +125,18 @@ pub struct Store {
     current: ArcSwap<Snapshot>,
     document: ArcSwap<Document>,
     durable: Arc<Durable>,
+    prepare: Option<Prepare>,
     revisions: Revisions,
     config_path: PathBuf,
     write: tokio::sync::Mutex<()>,
     started: Instant,
 }
+
+/// A data-plane step run after `compile` and before a snapshot can be served: the gateway
+/// builds its connector state here (peer templates, CA stores, health checkers) so that those
+/// errors, too, are reported at validation time with field paths, and so the request path
+/// never builds them.
+pub type Prepare = Arc<dyn Fn(&Snapshot) -> Result<(), Vec<ConfigError>> + Send + Sync>;
 
 /// A strong ETag over the document bytes.
 pub fn etag_of(bytes: &[u8]) -> String {
@@ -142,21 +149,29 @@ fn now_unix() -> u64 {
 }
 
 /// Parse and compile, without touching any state but `durable`'s registry.
-fn build(bytes: &[u8], format: Format, durable: &Durable) -> Result<(Snapshot, serde_json::Value), ApplyError> {
+pub fn build(
+    bytes: &[u8],
+    format: Format,
+    durable: &Durable,
+    prepare: Option<&Prepare>,
+) -> Result<(Snapshot, serde_json::Value), ApplyError> {
     let spec: GatewaySpec = policies::parse(bytes, format).map_err(ApplyError::Malformed)?;
     let value: serde_json::Value = parse_value(bytes, format).map_err(|e| ApplyError::Malformed(vec![e]))?;
     let snapshot = policies::compile(&spec, durable).map_err(ApplyError::Invalid)?;
+    if let Some(prepare) = prepare {
+        prepare(&snapshot).map_err(ApplyError::Invalid)?;
+    }
     Ok((snapshot, value))
 }
 
 impl Store {
     /// Loads the config file at startup. The file must be valid: there is nothing older to
     /// fall back on. Its revision is the newest on disk when identical, else a new one.
-    pub fn open(config_path: &Path, durable: Arc<Durable>) -> Result<Store, ApplyError> {
+    pub fn open(config_path: &Path, durable: Arc<Durable>, prepare: Option<Prepare>) -> Result<Store, ApplyError> {
         let bytes = std::fs::read(config_path)
             .map_err(|e| ApplyError::Persist(format!("cannot read {}: {e}", config_path.display())))?;
         let format = Format::from_path(config_path);
-        let (mut snapshot, value) = build(&bytes, format, &durable).inspect_err(|_| {
+        let (mut snapshot, value) = build(&bytes, format, &durable, prepare.as_ref()).inspect_err(|_| {
             FAMILIES.config_reloads.with_label_values(&["startup", "invalid"]).inc();
         })?;
         let dir = match snapshot.process.admin.as_ref().and_then(|a| a.revisions_dir.clone()) {
@@ -193,6 +208,7 @@ impl Store {
             current: ArcSwap::from_pointee(snapshot),
             document: ArcSwap::from_pointee(document),
             durable,
+            prepare,
             revisions,
             config_path: config_path.to_path_buf(),
             write: tokio::sync::Mutex::new(()),
@@ -228,7 +244,9 @@ impl Store {
     /// Parses and compiles `candidate` without applying it; says what would change.
     pub async fn validate(&self, candidate: Candidate) -> Result<Summary, ApplyError> {
         let durable = self.durable.clone();
-        let (snapshot, value) = tokio::task::spawn_blocking(move || build(&candidate.bytes, candidate.format, &durable))
+        let prepare = self.prepare.clone();
+        let (snapshot, value) =
+            tokio::task::spawn_blocking(move || build(&candidate.bytes, candidate.format, &durable, prepare.as_ref()))
             .await
             .map_err(|e| ApplyError::Persist(format!("validation task failed: {e}")))??;
         Ok(self.summarize(&snapshot, &value))
@@ -272,6 +290,7 @@ impl Store {
         }
 
         let durable = self.durable.clone();
+        let prepare = self.prepare.clone();
         let revision = current.revision + 1;
         let file_format = Format::from_path(&self.config_path);
         let config_path = self.config_path.clone();
@@ -282,7 +301,7 @@ impl Store {
         let revisions_dir = self.revisions.dir().to_path_buf();
         let keep = self.load().process.admin.as_ref().map_or(20, |a| a.keep_revisions);
         let (mut snapshot, value, bytes) = tokio::task::spawn_blocking(move || {
-            let (snapshot, value) = build(&candidate.bytes, candidate.format, &durable)?;
+            let (snapshot, value) = build(&candidate.bytes, candidate.format, &durable, prepare.as_ref())?;
             let meta = RevisionMeta {
                 id: revision,
                 etag: etag_of(&candidate.bytes),

@@ -1,4 +1,5 @@
 //! The admin API in-process (no socket): every endpoint and every error status.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -21,7 +22,7 @@ fn app() -> App {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("gateway.yaml");
     std::fs::write(&path, BASE).unwrap();
-    let store = Arc::new(Store::open(&path, Arc::new(Durable::new())).unwrap());
+    let store = Arc::new(Store::open(&path, Arc::new(Durable::new()), None).unwrap());
     let router = router(Arc::new(AdminState { store, token: Some(AdminToken::new(TOKEN)) }));
     App { _dir: dir, router }
 }

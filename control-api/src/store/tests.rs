@@ -10,7 +10,7 @@ fn setup() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("gateway.yaml");
     std::fs::write(&path, BASE).unwrap();
-    let store = Store::open(&path, Arc::new(Durable::new())).unwrap();
+    let store = Store::open(&path, Arc::new(Durable::new()), None).unwrap();
     (dir, store)
 }
 
@@ -23,7 +23,7 @@ async fn startup_revision_is_reused_when_the_file_is_unchanged() {
     let (dir, store) = setup();
     assert_eq!(store.load().revision, 1);
     drop(store);
-    let again = Store::open(&dir.path().join("gateway.yaml"), Arc::new(Durable::new())).unwrap();
+    let again = Store::open(&dir.path().join("gateway.yaml"), Arc::new(Durable::new()), None).unwrap();
     assert_eq!(again.load().revision, 1);
     assert_eq!(again.revisions().list().unwrap().len(), 1);
 }
@@ -103,7 +103,7 @@ async fn a_crash_before_rename_leaves_the_old_file_loadable() {
     drop(store);
     // What a crash between write and rename leaves behind: a complete old file and a temp.
     std::fs::write(dir.path().join(".gateway.yaml.tmp-4242"), "apis: [ {half").unwrap();
-    let store = Store::open(&dir.path().join("gateway.yaml"), Arc::new(Durable::new())).unwrap();
+    let store = Store::open(&dir.path().join("gateway.yaml"), Arc::new(Durable::new()), None).unwrap();
     assert_eq!(store.load().apis.len(), 1);
 }
 

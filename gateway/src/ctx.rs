@@ -1,0 +1,59 @@
+//! The per-request context (`ProxyHttp::CTX`), created once per request in `new_ctx`.
+
+use http::HeaderValue;
+use policies::snapshot::Plan;
+use policies::{ProblemCode, Snapshot};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub struct RequestCtx {
+    /// Pinned for the whole request: a reload never changes a request midway.
+    pub snapshot: Arc<Snapshot>,
+    pub started: Instant,
+    pub request_id: HeaderValue,
+    /// The API, once routing found one (also for rejections inside an API).
+    pub api: Option<u32>,
+    /// The matched resource (also for mocks).
+    pub resource: Option<u32>,
+    /// Set when the request is to be proxied.
+    pub plan: Option<Plan>,
+    /// The normalised path, when it differs from the request's.
+    pub normalized_path: Option<String>,
+    /// Targets tried so far (bit i = target i) and how many attempts were made.
+    pub tried: u64,
+    pub attempts: u32,
+    pub target: Option<usize>,
+    pub upstream_sent: Option<Instant>,
+    pub upstream_elapsed: Option<Duration>,
+    /// The problem code when the gateway answered itself.
+    pub problem: Option<ProblemCode>,
+}
+
+impl RequestCtx {
+    pub fn new(snapshot: Arc<Snapshot>) -> Self {
+        RequestCtx {
+            snapshot,
+            started: Instant::now(),
+            request_id: HeaderValue::from_static(""),
+            api: None,
+            resource: None,
+            plan: None,
+            normalized_path: None,
+            tried: 0,
+            attempts: 0,
+            target: None,
+            upstream_sent: None,
+            upstream_elapsed: None,
+            problem: None,
+        }
+    }
+
+    pub fn api(&self) -> Option<&policies::snapshot::Api> {
+        self.api.and_then(|i| self.snapshot.api(i))
+    }
+
+    pub fn target(&self) -> Option<&policies::upstream::Target> {
+        let endpoint = self.api()?.endpoint.as_ref()?;
+        endpoint.targets.get(self.target?)
+    }
+}

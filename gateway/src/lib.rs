@@ -1,0 +1,25 @@
+//! The gateway binary's library: the only crate that imports Pingora.
+//!
+//! | module | job |
+//! |---|---|
+//! | `cli` | `gateway run` / `gateway validate` |
+//! | `server` | builds the Pingora server: proxy service, listeners, background services |
+//! | `proxy` | `impl ProxyHttp`: maps Pingora phases to policy calls, nothing else |
+//! | `ctx` | the per-request context |
+//! | `respond` | the only writer of local replies (problem+json, mocks, preflights) |
+//! | `upstream` | peer templates and health checkers prepared per snapshot |
+//! | `health` | active health checks |
+//! | `control_plane` | admin listener, SIGHUP and file-watch reloads |
+//! | `access_log` | JSON access log on a writer thread |
+//! | `request_id` | accepts or generates `X-Request-Id` |
+
+pub mod access_log;
+pub mod cli;
+pub mod control_plane;
+pub mod ctx;
+pub mod health;
+pub mod proxy;
+pub mod request_id;
+pub mod respond;
+pub mod server;
+pub mod upstream;

@@ -1,0 +1,118 @@
+//! Builds and runs the Pingora server: the proxy service on the configured listeners, the
+//! control plane (admin API, reloads) and the health checker as background services.
+
+use crate::access_log::AccessLog;
+use crate::control_plane::ControlPlane;
+use crate::health::HealthChecker;
+use crate::proxy::Gateway;
+use control_api::{AdminState, AdminToken, Store};
+use pingora::listeners::tls::TlsSettings;
+use pingora::prelude::{background_service, Server};
+use pingora::server::configuration::ServerConf;
+use policies::state::Durable;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+pub fn run(config: &Path) -> ExitCode {
+    init_tracing();
+    let store = match Store::open(config, Arc::new(Durable::new()), Some(crate::upstream::prepare_hook())) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            eprintln!("{}: {e}", config.display());
+            for err in e.errors() {
+                eprintln!("{}: {err}", config.display());
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let snapshot = store.load();
+    let process = &snapshot.process;
+
+    // The admin listener is bound here, before anything starts, so a taken port or a missing
+    // token stops the process with a clear message instead of a half-started gateway.
+    let admin = match &process.admin {
+        None => None,
+        Some(admin) => {
+            let token = match &admin.token_env {
+                None => None,
+                Some(var) => match std::env::var(var) {
+                    Ok(t) if !t.is_empty() => Some(AdminToken::new(&t)),
+                    _ => {
+                        eprintln!("admin.token_env: the environment variable {var} is not set or empty");
+                        return ExitCode::FAILURE;
+                    }
+                },
+            };
+            if token.is_none() {
+                tracing::warn!(address = %admin.address, "the admin API has no token (allowed on loopback only)");
+            }
+            let listener = match std::net::TcpListener::bind(&admin.address).and_then(|l| l.set_nonblocking(true).map(|()| l)) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("admin.address: cannot listen on {}: {e}", admin.address);
+                    return ExitCode::FAILURE;
+                }
+            };
+            Some((listener, Arc::new(AdminState { store: store.clone(), token })))
+        }
+    };
+
+    let access_log = if process.access_log.enabled {
+        match AccessLog::start(&process.access_log) {
+            Ok(log) => Some(log),
+            Err(e) => {
+                eprintln!("access_log.path: cannot open {}: {e}", process.access_log.path);
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+
+    let threads = process.server.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let conf = ServerConf {
+        threads,
+        work_stealing: process.server.work_stealing,
+        upstream_keepalive_pool_size: process.server.upstream_keepalive_pool,
+        graceful_shutdown_timeout_seconds: Some(process.server.graceful_shutdown_timeout.0.as_secs()),
+        grace_period_seconds: Some(0),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let gateway = Gateway { store: store.clone(), access_log };
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "gateway");
+    for l in &process.listeners {
+        match &l.tls {
+            None => proxy.add_tcp(&l.address),
+            Some(tls) => {
+                let mut settings = match TlsSettings::intermediate(&tls.cert, &tls.key) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("listeners: cannot load TLS certificate/key for {}: {e}", l.address);
+                        return ExitCode::FAILURE;
+                    }
+                };
+                if tls.http2 {
+                    settings.enable_h2();
+                }
+                proxy.add_tls_with_settings(&l.address, None, settings);
+            }
+        }
+    }
+    server.add_service(proxy);
+    server.add_service(background_service("control plane", ControlPlane { store: store.clone(), admin: Mutex::new(admin) }));
+    server.add_service(background_service("health checks", HealthChecker { store }));
+    drop(snapshot);
+    tracing::info!(config = %config.display(), "gateway starting");
+    server.run_forever()
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GATEWAY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,pingora_core=warn,pingora_proxy=warn"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
+}
