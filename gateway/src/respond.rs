@@ -78,8 +78,31 @@ pub async fn preflight(session: &mut Session, ctx: &mut RequestCtx, headers: Vec
     send(session, ctx, resp, Bytes::new()).await
 }
 
+/// Request bodies up to this size are read and discarded before a local reply, so the
+/// client keeps its keep-alive connection (Pingora closes it when it answers before the
+/// body is read). Larger or chunked bodies are not worth reading: the connection closes.
+const DRAIN_LIMIT: u64 = 64 * 1024;
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+async fn drain_small_body(session: &mut Session) {
+    if session.is_body_done() {
+        return;
+    }
+    let small = session
+        .req_header()
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n <= DRAIN_LIMIT);
+    if small {
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, session.drain_request_body()).await;
+    }
+}
+
 /// Adds the headers every response carries and writes header and body.
 async fn send(session: &mut Session, ctx: &mut RequestCtx, mut resp: ResponseHeader, body: Bytes) -> Result<()> {
+    drain_small_body(session).await;
     resp.insert_header(X_REQUEST_ID.clone(), ctx.request_id.clone())?;
     if resp.status != StatusCode::NO_CONTENT {
         resp.insert_header(header::CONTENT_LENGTH, body.len())?;

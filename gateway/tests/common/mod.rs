@@ -1,0 +1,303 @@
+//! Integration-test harness: the real `gateway` binary on loopback ports, real upstream
+//! servers (hyper) in-process, real clients. Everything listens on 127.0.0.1 only.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// A free loopback port, never handed out twice in this process (Sozu's port registry).
+pub fn free_port() -> u16 {
+    static USED: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
+    let used = USED.get_or_init(|| Mutex::new(HashSet::new()));
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if used.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
+}
+
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+pub struct TestGateway {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub admin_port: u16,
+    pub config_path: PathBuf,
+}
+
+impl TestGateway {
+    /// Starts the gateway with `config`, in which `{port}` and `{admin}` are replaced by
+    /// free ports. Waits until the admin API answers /readyz and the traffic port accepts.
+    pub fn start(config: &str) -> TestGateway {
+        Self::start_with(config, &[], "gateway.yaml")
+    }
+
+    pub fn start_with(config: &str, env: &[(&str, &str)], file_name: &str) -> TestGateway {
+        install_crypto();
+        let port = free_port();
+        let admin_port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join(file_name);
+        let text = config.replace("{port}", &port.to_string()).replace("{admin}", &admin_port.to_string());
+        std::fs::write(&config_path, text).unwrap();
+        let log = std::fs::File::create(dir.path().join("gateway.log")).unwrap();
+        let access = std::fs::File::create(dir.path().join("stdout.log")).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
+        cmd.arg("run").arg("--config").arg(&config_path).stdin(Stdio::null()).stdout(access).stderr(log);
+        cmd.env("GATEWAY_LOG", "info,pingora_core=error,pingora_proxy=error");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap();
+        let gw = TestGateway { child, dir, port, admin_port, config_path };
+        gw.wait_ready();
+        gw
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let admin_ok = raw_request(self.admin_port, "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .is_ok_and(|r| r.starts_with("HTTP/1.1 200"));
+            let traffic_ok = TcpStream::connect(("127.0.0.1", self.port)).is_ok();
+            if admin_ok && traffic_ok {
+                return;
+            }
+            assert!(Instant::now() < deadline, "gateway did not become ready; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin_port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
+    }
+
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stdout.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a raw HTTP/1.1 request (for paths a client library would normalise).
+    pub fn raw(&self, request: &str) -> String {
+        raw_request(self.port, request).unwrap()
+    }
+
+    /// Rewrites the config file (atomically, as editors and ConfigMaps do).
+    pub fn write_config(&self, config: &str) {
+        let text = config.replace("{port}", &self.port.to_string()).replace("{admin}", &self.admin_port.to_string());
+        let tmp = self.dir.path().join(".edit.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &self.config_path).unwrap();
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status().unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One request on a fresh connection; returns the whole response text.
+pub fn raw_request(port: u16, request: &str) -> std::io::Result<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(request.as_bytes())?;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                out.extend_from_slice(&buf[..n]);
+                if response_complete(&out) {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+fn response_complete(bytes: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(bytes);
+    let Some(head_end) = text.find("\r\n\r\n") else { return false };
+    let head = text[..head_end].to_ascii_lowercase();
+    if let Some(cl) = head.lines().find_map(|l| l.strip_prefix("content-length:")) {
+        let n: usize = cl.trim().parse().unwrap_or(0);
+        return bytes.len() >= head_end + 4 + n;
+    }
+    head.starts_with("http/1.1 204") || head.starts_with("http/1.1 304")
+}
+
+/// A plain HTTP client (no proxy, no retries).
+pub fn client() -> reqwest::Client {
+    install_crypto();
+    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(15)).build().unwrap()
+}
+
+/// What an echo upstream saw.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Echo {
+    pub server: String,
+    pub method: String,
+    pub path: String,
+    pub headers: std::collections::BTreeMap<String, String>,
+    pub body: String,
+}
+
+/// How an upstream answers.
+#[derive(Clone)]
+pub struct UpstreamBehavior {
+    pub name: String,
+    /// Status of `/health`.
+    pub health_status: Arc<std::sync::atomic::AtomicU16>,
+    pub delay: Duration,
+}
+
+/// An in-process HTTP/1.1 upstream that echoes every request as JSON.
+pub struct TestUpstream {
+    pub port: u16,
+    pub name: String,
+    pub hits: Arc<AtomicUsize>,
+    pub health_hits: Arc<AtomicUsize>,
+    pub health_status: Arc<std::sync::atomic::AtomicU16>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestUpstream {
+    pub async fn start(name: &str) -> TestUpstream {
+        Self::start_on(name, free_port(), Duration::ZERO).await
+    }
+
+    pub async fn start_on(name: &str, port: u16, delay: Duration) -> TestUpstream {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let health_hits = Arc::new(AtomicUsize::new(0));
+        let health_status = Arc::new(std::sync::atomic::AtomicU16::new(200));
+        let (h, hh, hs, n) = (hits.clone(), health_hits.clone(), health_status.clone(), name.to_string());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let (h, hh, hs, n) = (h.clone(), hh.clone(), hs.clone(), n.clone());
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        let (h, hh, hs, n) = (h.clone(), hh.clone(), hs.clone(), n.clone());
+                        async move { Ok::<_, hyper::Error>(echo(req, &n, &h, &hh, &hs, delay).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .with_upgrades()
+                        .await;
+                });
+            }
+        });
+        TestUpstream { port, name: name.to_string(), hits, health_hits, health_status, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops accepting and drops the listener (connections in flight may finish).
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for TestUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn echo(
+    req: Request<Incoming>,
+    name: &str,
+    hits: &AtomicUsize,
+    health_hits: &AtomicUsize,
+    health_status: &std::sync::atomic::AtomicU16,
+    delay: Duration,
+) -> Response<Full<Bytes>> {
+    if req.uri().path().ends_with("/health") {
+        health_hits.fetch_add(1, Ordering::SeqCst);
+        let status = health_status.load(Ordering::SeqCst);
+        return Response::builder().status(status).body(Full::new(Bytes::from_static(b"health"))).unwrap();
+    }
+    hits.fetch_add(1, Ordering::SeqCst);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let method = req.method().to_string();
+    let path = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+    let headers = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect::<std::collections::BTreeMap<_, _>>();
+    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let json = serde_json::json!({
+        "server": name, "method": method, "path": path, "headers": headers,
+        "body": String::from_utf8_lossy(&body),
+    });
+    Response::builder()
+        .header("content-type", "application/json")
+        .header("x-upstream", name)
+        .body(Full::new(Bytes::from(json.to_string())))
+        .unwrap()
+}
+
+/// Reads a file written by the gateway until `pred` holds (bounded).
+pub fn wait_for(what: &str, timeout: Duration, mut pred: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !pred() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub async fn wait_for_async(what: &str, timeout: Duration, mut pred: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !pred().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn path_exists(p: &Path) -> bool {
+    p.exists()
+}
