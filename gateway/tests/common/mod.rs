@@ -197,6 +197,7 @@ pub struct TestUpstream {
     pub health_hits: Arc<AtomicUsize>,
     pub health_status: Arc<std::sync::atomic::AtomicU16>,
     task: tokio::task::JoinHandle<()>,
+    kill: tokio::sync::watch::Sender<bool>,
 }
 
 impl TestUpstream {
@@ -210,38 +211,43 @@ impl TestUpstream {
         let health_hits = Arc::new(AtomicUsize::new(0));
         let health_status = Arc::new(std::sync::atomic::AtomicU16::new(200));
         let (h, hh, hs, n) = (hits.clone(), health_hits.clone(), health_status.clone(), name.to_string());
+        let (kill, killed) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { return };
                 let (h, hh, hs, n) = (h.clone(), hh.clone(), hs.clone(), n.clone());
+                let mut killed = killed.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
                         let (h, hh, hs, n) = (h.clone(), hh.clone(), hs.clone(), n.clone());
                         async move { Ok::<_, hyper::Error>(echo(req, &n, &h, &hh, &hs, delay).await) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .with_upgrades()
-                        .await;
+                    let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+                    // Stopping the upstream drops live keep-alive connections too.
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = killed.wait_for(|k| *k) => {}
+                    }
                 });
             }
         });
-        TestUpstream { port, name: name.to_string(), hits, health_hits, health_status, task }
+        TestUpstream { port, name: name.to_string(), hits, health_hits, health_status, task, kill }
     }
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// Stops accepting and drops the listener (connections in flight may finish).
+    /// Stops like a killed process: the listener and every live connection close.
     pub fn stop(&self) {
         self.task.abort();
+        let _ = self.kill.send(true);
     }
 }
 
 impl Drop for TestUpstream {
     fn drop(&mut self) {
-        self.task.abort();
+        self.stop();
     }
 }
 
@@ -300,4 +306,73 @@ pub async fn wait_for_async(what: &str, timeout: Duration, mut pred: impl AsyncF
 
 pub fn path_exists(p: &Path) -> bool {
     p.exists()
+}
+
+/// A throwaway CA and a `localhost` / 127.0.0.1 leaf certificate, as PEM files.
+pub struct TestPki {
+    pub dir: tempfile::TempDir,
+    pub ca_pem: String,
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+    pub ca_path: PathBuf,
+    cert_pem: String,
+    key_pem: String,
+}
+
+impl TestPki {
+    pub fn new() -> TestPki {
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "gateway test CA");
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let leaf_params = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (cert_pem, key_pem, ca_pem) = (leaf.pem(), leaf_key.serialize_pem(), ca_cert.pem());
+        let cert_path = dir.path().join("cert.pem");
+        let key_path = dir.path().join("key.pem");
+        let ca_path = dir.path().join("ca.pem");
+        std::fs::write(&cert_path, &cert_pem).unwrap();
+        std::fs::write(&key_path, &key_pem).unwrap();
+        std::fs::write(&ca_path, &ca_pem).unwrap();
+        TestPki { dir, ca_pem, cert_path, key_path, ca_path, cert_pem, key_pem }
+    }
+
+    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        install_crypto();
+        use rustls_pki_types::pem::PemObject;
+        let certs = rustls_pki_types::CertificateDer::pem_slice_iter(self.cert_pem.as_bytes()).map(|c| c.unwrap()).collect();
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).unwrap();
+        let mut cfg = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(certs, key).unwrap();
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Arc::new(cfg)
+    }
+}
+
+/// An HTTPS echo upstream (HTTP/1.1 over rustls).
+pub async fn start_tls_upstream(name: &str, pki: &TestPki) -> (u16, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let acceptor = tokio_rustls::TlsAcceptor::from(pki.server_config());
+    let name = name.to_string();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let (acceptor, name) = (acceptor.clone(), name.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else { return };
+                let hits = Arc::new(AtomicUsize::new(0));
+                let hs = Arc::new(std::sync::atomic::AtomicU16::new(200));
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    let (name, hits, hs) = (name.clone(), hits.clone(), hs.clone());
+                    async move { Ok::<_, hyper::Error>(echo(req, &name, &hits, &hits, &hs, Duration::ZERO).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), svc).await;
+            });
+        }
+    });
+    (port, task)
 }
