@@ -35,6 +35,7 @@ pub fn install_crypto() {
 
 pub struct TestGateway {
     child: Child,
+    env: Vec<(String, String)>,
     pub dir: tempfile::TempDir,
     pub port: u16,
     pub admin_port: u16,
@@ -56,18 +57,19 @@ impl TestGateway {
         let config_path = dir.path().join(file_name);
         let text = config.replace("{port}", &port.to_string()).replace("{admin}", &admin_port.to_string());
         std::fs::write(&config_path, text).unwrap();
-        let log = std::fs::File::create(dir.path().join("gateway.log")).unwrap();
-        let access = std::fs::File::create(dir.path().join("stdout.log")).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
-        cmd.arg("run").arg("--config").arg(&config_path).stdin(Stdio::null()).stdout(access).stderr(log);
-        cmd.env("GATEWAY_LOG", "info,pingora_core=error,pingora_proxy=error");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().unwrap();
-        let gw = TestGateway { child, dir, port, admin_port, config_path };
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let child = spawn_gateway(dir.path(), &config_path, &env);
+        let gw = TestGateway { child, env, dir, port, admin_port, config_path };
         gw.wait_ready();
         gw
+    }
+
+    /// Stops the process and starts a new one on the same directory, file and ports.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn_gateway(self.dir.path(), &self.config_path, &self.env);
+        self.wait_ready();
     }
 
     fn wait_ready(&self) {
@@ -120,6 +122,40 @@ impl TestGateway {
     pub fn signal(&self, sig: &str) {
         let status = Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status().unwrap();
         assert!(status.success());
+    }
+}
+
+fn spawn_gateway(dir: &Path, config_path: &Path, env: &[(String, String)]) -> Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("gateway.log")).unwrap();
+    let access = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("stdout.log")).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
+    cmd.arg("run").arg("--config").arg(config_path).stdin(Stdio::null()).stdout(access).stderr(log);
+    cmd.env("GATEWAY_LOG", "info,pingora_core=error,pingora_proxy=error");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
+}
+
+/// Runs the gateway binary to completion (for commands and startup refusals), bounded.
+pub fn run_gateway(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
+    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            return (status.code(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into());
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("gateway {args:?} did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
