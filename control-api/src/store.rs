@@ -92,7 +92,8 @@ pub enum ApplyError {
     /// `If-Match` named another revision.
     #[error("the config changed since it was read (current etag {current})")]
     Stale { current: String },
-    #[error("cannot persist the config: {0}")]
+    /// Reading or writing the config file or the revisions failed.
+    #[error("{0}")]
     Persist(String),
     #[error("{0}")]
     NotFound(String),
@@ -127,6 +128,8 @@ pub struct Store {
     durable: Arc<Durable>,
     prepare: Option<Prepare>,
     revisions: Revisions,
+    /// The process settings the running process started with (what a restart would change).
+    boot: ProcessSettings,
     config_path: PathBuf,
     write: tokio::sync::Mutex<()>,
     started: Instant,
@@ -204,7 +207,9 @@ impl Store {
             source: "startup".into(),
             applied_unix: now_unix(),
         };
+        let boot = snapshot.process.clone();
         Ok(Store {
+            boot,
             current: ArcSwap::from_pointee(snapshot),
             document: ArcSwap::from_pointee(document),
             durable,
@@ -279,12 +284,24 @@ impl Store {
         let _guard = self.write.lock().await;
         let current = self.document.load_full();
         if let Some(expected) = if_match {
-            let matches = expected.trim() == "*" || expected.split(',').any(|e| e.trim().trim_start_matches("W/") == current.etag);
+            // If-Match uses the strong comparison (RFC 9110 §13.1.1): weak tags never match.
+            let matches = expected.trim() == "*" || expected.split(',').any(|e| e.trim() == current.etag);
             if !matches {
                 return Err(ApplyError::Stale { current: current.etag.clone() });
             }
         }
-        let etag = etag_of(&candidate.bytes);
+        let file_format = Format::from_path(&self.config_path);
+        // The document is kept in the config file's syntax: a body in the other syntax is
+        // rendered once here, so the file, the revision and the ETag are the same bytes and
+        // the file watch sees nothing new when the gateway writes the file.
+        let (bytes, format) = if candidate.format == file_format {
+            (candidate.bytes, candidate.format)
+        } else {
+            let value: serde_json::Value =
+                parse_value(&candidate.bytes, candidate.format).map_err(|e| ApplyError::Malformed(vec![e]))?;
+            (render(&value, file_format)?, file_format)
+        };
+        let etag = etag_of(&bytes);
         if etag == current.etag {
             return Ok(Applied { revision: current.revision, etag, changed: false, summary: Summary::default() });
         }
@@ -292,35 +309,31 @@ impl Store {
         let durable = self.durable.clone();
         let prepare = self.prepare.clone();
         let revision = current.revision + 1;
-        let file_format = Format::from_path(&self.config_path);
         let config_path = self.config_path.clone();
         let source = candidate.source.clone();
         let source_label = source.describe();
-        let candidate_format = candidate.format;
-        // Compile and persist off the async workers: both can take a while on big configs.
         let revisions_dir = self.revisions.dir().to_path_buf();
-        let keep = self.load().process.admin.as_ref().map_or(20, |a| a.keep_revisions);
+        let keep = self.boot.admin.as_ref().map_or(20, |a| a.keep_revisions);
+        // Compile and persist off the async workers: both can take a while on big configs.
         let (mut snapshot, value, bytes) = tokio::task::spawn_blocking(move || {
-            let (snapshot, value) = build(&candidate.bytes, candidate.format, &durable, prepare.as_ref())?;
-            let meta = RevisionMeta {
-                id: revision,
-                etag: etag_of(&candidate.bytes),
-                source: source.describe(),
-                created_unix: now_unix(),
-                format: format_name(candidate.format).into(),
-            };
-            let revisions = Revisions::open(&revisions_dir, keep).map_err(|e| ApplyError::Persist(e.to_string()))?;
-            revisions.save(&meta, &candidate.bytes).map_err(|e| ApplyError::Persist(e.to_string()))?;
+            let (snapshot, value) = build(&bytes, format, &durable, prepare.as_ref())?;
+            // The config file first: it is what a restart serves.
             if source.writes_file() {
-                let file_bytes = if candidate.format == file_format {
-                    candidate.bytes.clone()
-                } else {
-                    render(&value, file_format)?
-                };
-                write_atomic(&config_path, &file_bytes)
+                write_atomic(&config_path, &bytes)
                     .map_err(|e| ApplyError::Persist(format!("cannot write {}: {e}", config_path.display())))?;
             }
-            Ok::<_, ApplyError>((snapshot, value, candidate.bytes))
+            let meta = RevisionMeta {
+                id: revision,
+                etag: etag_of(&bytes),
+                source: source.describe(),
+                created_unix: now_unix(),
+                format: format_name(format).into(),
+            };
+            // History is secondary: a failure to record it is logged, not fatal.
+            if let Err(e) = Revisions::open(&revisions_dir, keep).and_then(|r| r.save(&meta, &bytes)) {
+                tracing::warn!(error = %e, revision, "cannot record the revision on disk");
+            }
+            Ok::<_, ApplyError>((snapshot, value, bytes))
         })
         .await
         .map_err(|e| ApplyError::Persist(format!("apply task failed: {e}")))??;
@@ -330,7 +343,7 @@ impl Store {
         self.current.store(Arc::new(snapshot));
         self.document.store(Arc::new(Document {
             bytes: Arc::from(bytes),
-            format: candidate_format,
+            format,
             value,
             etag: etag.clone(),
             revision,
@@ -351,7 +364,6 @@ impl Store {
     }
 
     fn summarize(&self, next: &Snapshot, next_value: &serde_json::Value) -> Summary {
-        let current = self.load();
         let doc = self.document.load_full();
         let apis = |v: &serde_json::Value| -> BTreeMap<String, serde_json::Value> {
             v.get("apis")
@@ -373,7 +385,7 @@ impl Store {
             }
         }
         s.apis_removed = old.keys().filter(|k| !new.contains_key(*k)).cloned().collect();
-        s.restart_required = restart_required(&current.process, &next.process);
+        s.restart_required = restart_required(&self.boot, &next.process);
         s
     }
 }

@@ -60,7 +60,12 @@ impl AccessLog {
             request_id: ctx.request_id.to_str().unwrap_or(""),
             client: session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string()),
             method: req.method.as_str(),
-            host: req.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or(""),
+            host: req
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .or_else(|| req.uri.authority().map(|a| a.as_str()))
+                .unwrap_or(""),
             path: req.uri.path(),
             http: if session.is_http2() { "2" } else { "1.1" },
             status,

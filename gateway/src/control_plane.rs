@@ -79,14 +79,16 @@ impl ControlPlane {
     }
 }
 
-/// Watches the config file's directory (editors and Kubernetes ConfigMaps replace files by
-/// rename or symlink swap, which a watch on the file itself would miss).
+/// Watches the config file's directory. Editors replace files by rename, and Kubernetes
+/// ConfigMaps by swapping a `..data` symlink, so events may name another entry than the file
+/// itself: any change in the directory triggers a read, and an unchanged document is a no-op
+/// (`Store::apply` compares ETags), which also absorbs the gateway's own writes.
 fn watch_file(path: PathBuf, tx: tokio::sync::mpsc::UnboundedSender<Source>) -> Option<impl Drop> {
     let dir = path.parent().map(|p| if p.as_os_str().is_empty() { PathBuf::from(".") } else { p.to_path_buf() })?;
-    let name = path.file_name()?.to_owned();
     let handler = move |res: DebounceEventResult| {
         if let Ok(events) = res {
-            if events.iter().any(|e| e.paths.iter().any(|p| p.file_name() == Some(&name))) {
+            let relevant = events.iter().any(|e| !e.kind.is_access());
+            if relevant {
                 let _ = tx.send(Source::File);
             }
         }

@@ -42,7 +42,10 @@ impl HealthChecker {
             let Some(endpoint) = &api.endpoint else { continue };
             for target in &endpoint.targets {
                 FAMILIES.upstream_healthy.with_label_values(&[&target.url]).set(i64::from(target.health.is_healthy(now)));
-                let Some(hc) = &endpoint.health_check else { continue };
+                let Some(hc) = &endpoint.health_check else {
+                    target.health.clear_active();
+                    continue;
+                };
                 let health = &target.health;
                 if health.next_probe_ms.load(Ordering::Relaxed) > now || health.probing.swap(true, Ordering::AcqRel) {
                     continue;

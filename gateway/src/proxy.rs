@@ -50,6 +50,11 @@ impl ProxyHttp for Gateway {
         RequestCtx::new(self.store.load())
     }
 
+    /// No downstream modules. Pingora's default installs a (disabled) response-compression
+    /// module whose per-request context is allocated and called on every header and body
+    /// chunk; the gateway does not compress, so it pays nothing for it.
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.request_id = crate::request_id::for_request(session.req_header().headers.get(&X_REQUEST_ID));
         let req = session.req_header();
@@ -147,6 +152,14 @@ impl ProxyHttp for Gateway {
         } else {
             e.retry.decide_reuse(client_reused);
         }
+        if client_reused && e.retry() {
+            // Pingora retries a request that failed on a stale pooled connection with a fresh
+            // one; the same target stays eligible and the attempt does not count.
+            if let Some(t) = ctx.target {
+                ctx.tried &= !(1u64 << t);
+            }
+            ctx.attempts = ctx.attempts.saturating_sub(1);
+        }
         e
     }
 
@@ -220,11 +233,22 @@ impl ProxyHttp for Gateway {
         resp.insert_header(X_REQUEST_ID.clone(), ctx.request_id.clone())?;
         if let Some(api) = ctx.api() {
             for (name, value) in &api.lifecycle.headers {
-                resp.insert_header(name.clone(), value.clone())?;
+                // The upstream may send its own Link headers (pagination): add ours beside them.
+                if *name == header::LINK {
+                    resp.append_header(name.clone(), value.clone())?;
+                } else {
+                    resp.insert_header(name.clone(), value.clone())?;
+                }
             }
+            // The gateway is the CORS authority for APIs with `cors:`: its headers replace the
+            // upstream's, except Vary, which lists every reason the response varies.
             if let Some(cors) = &api.cors {
                 for (name, value) in cors.response_headers(session.req_header()) {
-                    resp.append_header(name, value)?;
+                    if name == header::VARY {
+                        resp.append_header(name, value)?;
+                    } else {
+                        resp.insert_header(name, value)?;
+                    }
                 }
             }
         }

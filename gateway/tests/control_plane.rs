@@ -109,6 +109,27 @@ async fn reload_through_the_file_watch_and_sighup() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_json_body_for_a_yaml_file_is_one_revision_not_two() {
+    let gw = TestGateway::start(&config("A", false));
+    let c = client();
+    let json = format!(
+        r#"{{"access_log":{{"enabled":false}},"listeners":[{{"address":"127.0.0.1:{}"}}],"admin":{{"address":"127.0.0.1:{}"}},"apis":[{{"name":"demo","context":"/demo","version":"v1","resources":[{{"path":"/hello","mock":{{"body":"J"}}}}]}}]}}"#,
+        gw.port, gw.admin_port
+    );
+    let r = c.put(gw.admin_url("/v1/config")).header("content-type", "application/json").body(json).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let etag = r.headers()["etag"].to_str().unwrap().to_string();
+    assert_eq!(body(&c, &gw).await, "J");
+    // The file now holds YAML; the watcher must see it as the same document.
+    std::thread::sleep(Duration::from_millis(800));
+    let written = std::fs::read_to_string(&gw.config_path).unwrap();
+    assert!(written.contains("body: J"), "{written}");
+    let s: serde_json::Value = c.get(gw.admin_url("/v1/status")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(s["revision"], 2);
+    assert_eq!(s["etag"], etag);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_restart_serves_the_last_applied_revision() {
     let mut gw = TestGateway::start(&config("A", false));
     let c = client();

@@ -208,3 +208,36 @@ async fn target_health_survives_a_reload() {
         assert_eq!(server_of(&c, &gw).await, (200, "b".into()), "ejection kept across the reload");
     }
 }
+
+/// An upstream that answers each connection's first request with keep-alive headers, then
+/// reads the next request on that connection and closes it without an answer: what a
+/// backend's idle-connection reaper does when it races a reused connection.
+async fn closing_upstream() -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok").await;
+                let _ = s.read(&mut buf).await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stale_pooled_connection_is_retried_on_the_same_single_target() {
+    let port = closing_upstream().await;
+    let gw = TestGateway::start(&config(&format!("      targets: [{{ url: \"http://127.0.0.1:{port}\" }}]")));
+    let c = client();
+    for i in 0..5 {
+        let r = c.get(gw.url("/svc/v1/x")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "request {i}");
+        assert_eq!(r.text().await.unwrap(), "ok");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

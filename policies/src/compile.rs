@@ -102,6 +102,9 @@ fn check_process(spec: &GatewaySpec, errors: &mut Errors) {
             errors.push("admin.keep_revisions", "must be at least 1");
         }
     }
+    if spec.server.graceful_shutdown_timeout.0.subsec_nanos() != 0 || spec.server.graceful_shutdown_timeout.0.is_zero() {
+        errors.push("server.graceful_shutdown_timeout", "must be a whole number of seconds, at least 1s");
+    }
     if spec.access_log.queue == 0 {
         errors.push("access_log.queue", "must be at least 1");
     }
@@ -218,6 +221,9 @@ fn compile_endpoint(spec: &EndpointSpec, path: &str, durable: &Durable, errors: 
     if spec.targets.is_empty() {
         errors.push(format!("{path}.targets"), "list at least one target");
     }
+    if spec.retries as usize >= MAX_TARGETS {
+        errors.push(format!("{path}.retries"), format!("must be below {MAX_TARGETS}"));
+    }
     if spec.targets.len() > MAX_TARGETS {
         errors.push(format!("{path}.targets"), format!("at most {MAX_TARGETS} targets per endpoint"));
     }
@@ -288,7 +294,7 @@ fn compile_endpoint(spec: &EndpointSpec, path: &str, durable: &Durable, errors: 
         spec.strategy,
         targets,
         [spec.connect_timeout.0, spec.read_timeout.0, spec.write_timeout.0, spec.idle_timeout.0],
-        spec.retries.min(MAX_TARGETS as u32),
+        spec.retries,
         spec.preserve_host,
         health_check,
         spec.passive_health.consecutive_failures,

@@ -80,6 +80,9 @@ impl Cors {
                 errors.push((format!("expose_headers[{i}]"), format!("`{h}` is not a header name")));
             }
         }
+        if spec.max_age.is_some_and(|d| d.0.subsec_nanos() != 0) {
+            errors.push(("max_age".into(), "must be a whole number of seconds (browsers cache preflights in seconds)".into()));
+        }
         if !errors.is_empty() {
             return Err(errors);
         }

@@ -75,7 +75,7 @@ pub static FAMILIES: LazyLock<Families> = LazyLock::new(|| Families {
         .expect("register gateway_config_revision"),
     config_reloads: register_int_counter_vec!(
         "gateway_config_reloads_total",
-        "Config apply attempts, by source (startup, file, sighup, api, rollback) and result (ok, unchanged, invalid, error).",
+        "Config apply attempts, by source (startup, file, sighup, api, rollback) and result (ok, unchanged, invalid, stale, error).",
         &["source", "result"]
     )
     .expect("register gateway_config_reloads_total"),

@@ -106,6 +106,14 @@ impl TargetHealth {
         None
     }
 
+    /// Forgets the active-check verdict (health checks were removed from the config: a
+    /// target they had marked down must not stay down forever).
+    pub fn clear_active(&self) {
+        if self.active_down.swap(false, Ordering::Relaxed) {
+            self.active_streak.store(0, Ordering::Relaxed);
+        }
+    }
+
     /// A request to this target failed (connect error, timeout, broken response).
     /// Returns true when this failure ejected the target.
     pub fn record_failure(&self, now_ms: u64, threshold: u32, eject_for_ms: u64) -> bool {

@@ -186,3 +186,11 @@ fn unchanged_targets_keep_health_across_compiles() {
     assert!(!second.apis[0].endpoint.as_ref().unwrap().targets[0].health.is_healthy(1));
     assert!(second.apis[0].endpoint.as_ref().unwrap().targets[1].health.is_healthy(1));
 }
+
+#[test]
+fn an_absent_server_section_gets_the_documented_defaults() {
+    let s = snapshot("apis: [{ name: a, context: /a, version: v1, resources: [{ path: /x, mock: { body: a } }] }]\n");
+    assert_eq!(s.process.server.upstream_keepalive_pool, 1024);
+    assert_eq!(s.process.server.graceful_shutdown_timeout.0, std::time::Duration::from_secs(10));
+    assert_eq!(s.process.server, parse(b"server: {}\napis: []\n", Format::Yaml).unwrap().server);
+}

@@ -36,7 +36,7 @@ fn default_listeners() -> Vec<ListenerSpec> {
 }
 
 /// Process-level settings. Changing them needs a restart; a reload reports that.
-#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSpec {
     /// Worker threads of the data plane. Default: one per core.
@@ -51,6 +51,18 @@ pub struct ServerSpec {
     /// How long a graceful stop (SIGTERM) waits for in-flight requests.
     #[serde(default = "default_grace")]
     pub graceful_shutdown_timeout: HumanDuration,
+}
+
+/// The same defaults whether `server:` is absent or present but partial.
+impl Default for ServerSpec {
+    fn default() -> Self {
+        Self {
+            threads: None,
+            work_stealing: false,
+            upstream_keepalive_pool: default_keepalive_pool(),
+            graceful_shutdown_timeout: default_grace(),
+        }
+    }
 }
 
 fn default_keepalive_pool() -> usize {

@@ -237,7 +237,8 @@ impl ResourceTable {
             Some(p) => {
                 if p.methods.intersects(methods) {
                     let clash = MethodSet(p.methods.0 & methods.0);
-                    let other = p.by_method.iter().flatten().next().copied().unwrap_or(0);
+                    let bit = clash.0.trailing_zeros() as usize;
+                    let other = p.by_method.get(bit).copied().flatten().unwrap_or(0);
                     return Err(format!(
                         "{clash} {} is already served by resources[{other}]; most-specific-match cannot choose between them",
                         pattern.canonical()
