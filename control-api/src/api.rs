@@ -136,8 +136,13 @@ fn document_response(value: &serde_json::Value, raw: Option<&[u8]>, format: Form
 async fn get_config(State(state): State<Arc<AdminState>>, headers: HeaderMap) -> Response {
     let doc = state.store.document();
     let want = wants(&headers);
-    let raw = (want == doc.format).then_some(&*doc.bytes);
-    document_response(&doc.value, raw, want, &doc.etag)
+    if want == doc.format {
+        return document_response(&serde_json::Value::Null, Some(&doc.bytes), want, &doc.etag);
+    }
+    match doc.value() {
+        Ok(value) => document_response(&value, None, want, &doc.etag),
+        Err(e) => apply_error(e).into_response(),
+    }
 }
 
 fn applied_response(applied: Applied, status: StatusCode) -> Response {
@@ -249,9 +254,13 @@ fn name_of(api: &serde_json::Value) -> Option<&str> {
     api.get("name").and_then(|n| n.as_str())
 }
 
-async fn list_apis(State(state): State<Arc<AdminState>>) -> Json<serde_json::Value> {
+async fn list_apis(State(state): State<Arc<AdminState>>) -> Response {
     let doc = state.store.document();
-    let list: Vec<serde_json::Value> = apis_of(&doc.value)
+    let value = match doc.value() {
+        Ok(v) => v,
+        Err(e) => return apply_error(e).into_response(),
+    };
+    let list: Vec<serde_json::Value> = apis_of(&value)
         .iter()
         .map(|a| {
             json!({
@@ -260,12 +269,16 @@ async fn list_apis(State(state): State<Arc<AdminState>>) -> Json<serde_json::Val
             })
         })
         .collect();
-    Json(json!({ "apis": list }))
+    Json(json!({ "apis": list })).into_response()
 }
 
 async fn get_api(State(state): State<Arc<AdminState>>, Path(name): Path<String>, headers: HeaderMap) -> Response {
     let doc = state.store.document();
-    match apis_of(&doc.value).iter().find(|a| name_of(a) == Some(&name)) {
+    let value = match doc.value() {
+        Ok(v) => v,
+        Err(e) => return apply_error(e).into_response(),
+    };
+    match apis_of(&value).iter().find(|a| name_of(a) == Some(&name)) {
         Some(api) => document_response(api, None, wants(&headers), &doc.etag),
         None => Problem::not_found(format!("no API named `{name}`")).into_response(),
     }
@@ -279,7 +292,7 @@ async fn edit_apis(
     edit: impl FnOnce(&mut Vec<serde_json::Value>) -> Result<(), Problem>,
 ) -> Result<Applied, Problem> {
     let doc = state.store.document();
-    let mut value = doc.value.clone();
+    let mut value = doc.value().map_err(apply_error)?;
     let Some(obj) = value.as_object_mut() else {
         return Err(Problem::new(StatusCode::CONFLICT, "config.not_an_object", "Config is not an object", "the current document is not a mapping"));
     };

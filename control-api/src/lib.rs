@@ -18,4 +18,4 @@ pub mod store;
 
 pub use api::{router, AdminState};
 pub use auth::AdminToken;
-pub use store::{Applied, ApplyError, Candidate, Prepare, Source, Store, Summary};
+pub use store::{Applied, ApplyError, Candidate, Prepare, Release, Source, Store, Summary};

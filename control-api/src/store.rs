@@ -108,14 +108,15 @@ impl ApplyError {
     }
 }
 
-/// The document being served, as applied.
+/// The document being served, as applied. Only the bytes are kept: the generic tree of a
+/// 10,000-API document is tens of MiB, and the admin reads that need it (GET in the other
+/// syntax, per-API edits) are rare, so they parse on demand.
 #[derive(Debug, Clone)]
 pub struct Document {
     pub bytes: Arc<[u8]>,
     pub format: Format,
-    /// The same document as a JSON value, for GET in the other format, per-API edits and
-    /// diffs.
-    pub value: serde_json::Value,
+    /// A digest of each API's definition, for "what changed" summaries.
+    pub api_digests: BTreeMap<String, u64>,
     pub etag: String,
     pub revision: u64,
     pub source: String,
@@ -127,6 +128,7 @@ pub struct Store {
     document: ArcSwap<Document>,
     durable: Arc<Durable>,
     prepare: Option<Prepare>,
+    release: Option<Release>,
     revisions: Revisions,
     /// The process settings the running process started with (what a restart would change).
     boot: ProcessSettings,
@@ -141,6 +143,10 @@ pub struct Store {
 /// never builds them.
 pub type Prepare = Arc<dyn Fn(&Snapshot) -> Result<(), Vec<ConfigError>> + Send + Sync>;
 
+/// Called after a replaced snapshot is dropped, on the thread that dropped it: the gateway
+/// hands the freed memory back to the OS there (see `gateway::upstream`).
+pub type Release = Arc<dyn Fn() + Send + Sync>;
+
 /// A strong ETag over the document bytes.
 pub fn etag_of(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
@@ -151,20 +157,52 @@ fn now_unix() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
+impl Document {
+    /// The document as a generic tree.
+    pub fn value(&self) -> Result<serde_json::Value, ApplyError> {
+        parse_value(&self.bytes, self.format).map_err(|e| ApplyError::Malformed(vec![e]))
+    }
+}
+
+/// Digest of every API definition by name (SipHash of its canonical JSON; only compared
+/// within one process).
+fn api_digests(value: &serde_json::Value) -> BTreeMap<String, u64> {
+    use std::hash::{Hash, Hasher};
+    value
+        .get("apis")
+        .and_then(|a| a.as_array())
+        .map(|arr| {
+            arr.iter()
+                .filter_map(|api| {
+                    let name = api.get("name")?.as_str()?.to_string();
+                    let mut h = std::collections::hash_map::DefaultHasher::new();
+                    serde_json::to_vec(api).ok()?.hash(&mut h);
+                    Some((name, h.finish()))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Parse and compile, without touching any state but `durable`'s registry.
 pub fn build(
     bytes: &[u8],
     format: Format,
     durable: &Durable,
     prepare: Option<&Prepare>,
-) -> Result<(Snapshot, serde_json::Value), ApplyError> {
-    let spec: GatewaySpec = policies::parse(bytes, format).map_err(ApplyError::Malformed)?;
-    let value: serde_json::Value = parse_value(bytes, format).map_err(|e| ApplyError::Malformed(vec![e]))?;
+) -> Result<(Snapshot, BTreeMap<String, u64>), ApplyError> {
+    let (spec, value): (GatewaySpec, serde_json::Value) =
+        policies::config::parse_document(bytes, format).map_err(ApplyError::Malformed)?;
+    let digests = api_digests(&value);
+    drop(value);
     let snapshot = policies::compile(&spec, durable).map_err(ApplyError::Invalid)?;
+    // Everything the parse allocated is freed before the prepare hook runs, so the hook can
+    // hand that memory back to the OS (the gateway's does).
+    drop(spec);
     if let Some(prepare) = prepare {
         prepare(&snapshot).map_err(ApplyError::Invalid)?;
     }
-    Ok((snapshot, value))
+    Ok((snapshot, digests))
 }
 
 impl Store {
@@ -174,7 +212,7 @@ impl Store {
         let bytes = std::fs::read(config_path)
             .map_err(|e| ApplyError::Persist(format!("cannot read {}: {e}", config_path.display())))?;
         let format = Format::from_path(config_path);
-        let (mut snapshot, value) = build(&bytes, format, &durable, prepare.as_ref()).inspect_err(|_| {
+        let (mut snapshot, digests) = build(&bytes, format, &durable, prepare.as_ref()).inspect_err(|_| {
             FAMILIES.config_reloads.with_label_values(&["startup", "invalid"]).inc();
         })?;
         let dir = match snapshot.process.admin.as_ref().and_then(|a| a.revisions_dir.clone()) {
@@ -201,7 +239,7 @@ impl Store {
         let document = Document {
             bytes: Arc::from(bytes),
             format,
-            value,
+            api_digests: digests,
             etag,
             revision,
             source: "startup".into(),
@@ -214,11 +252,18 @@ impl Store {
             document: ArcSwap::from_pointee(document),
             durable,
             prepare,
+            release: None,
             revisions,
             config_path: config_path.to_path_buf(),
             write: tokio::sync::Mutex::new(()),
             started: Instant::now(),
         })
+    }
+
+    /// Sets the hook run after a replaced snapshot is freed.
+    pub fn with_release(mut self, release: Release) -> Self {
+        self.release = Some(release);
+        self
     }
 
     /// The snapshot to serve a request with. Lock-free; call once per request and keep it.
@@ -250,18 +295,42 @@ impl Store {
     pub async fn validate(&self, candidate: Candidate) -> Result<Summary, ApplyError> {
         let durable = self.durable.clone();
         let prepare = self.prepare.clone();
-        let (snapshot, value) =
+        let (snapshot, digests) =
             tokio::task::spawn_blocking(move || build(&candidate.bytes, candidate.format, &durable, prepare.as_ref()))
             .await
             .map_err(|e| ApplyError::Persist(format!("validation task failed: {e}")))??;
-        Ok(self.summarize(&snapshot, &value))
+        Ok(self.summarize(&snapshot, &digests))
     }
 
     /// Applies a candidate: the whole pipeline, or nothing.
     pub async fn apply(&self, candidate: Candidate, if_match: Option<&str>) -> Result<Applied, ApplyError> {
         let source = candidate.source.clone();
+        let guard = self.write.lock().await;
         let result = self.apply_locked(candidate, if_match).await;
-        let outcome = match &result {
+        drop(guard);
+        self.report(&source, &result);
+        result
+    }
+
+    /// Reads the config file and applies it (file watch, SIGHUP). The file is read while
+    /// holding the write lock: read before it, a change applied through the API in between
+    /// would be undone by the stale bytes.
+    pub async fn apply_file(&self, source: Source) -> Result<Applied, ApplyError> {
+        let guard = self.write.lock().await;
+        let result = match tokio::fs::read(&self.config_path).await {
+            Ok(bytes) => {
+                let candidate = Candidate { bytes, format: Format::from_path(&self.config_path), source: source.clone() };
+                self.apply_locked(candidate, None).await
+            }
+            Err(e) => Err(ApplyError::Persist(format!("cannot read {}: {e}", self.config_path.display()))),
+        };
+        drop(guard);
+        self.report(&source, &result);
+        result
+    }
+
+    fn report(&self, source: &Source, result: &Result<Applied, ApplyError>) {
+        let outcome = match result {
             Ok(a) if a.changed => "ok",
             Ok(_) => "unchanged",
             Err(ApplyError::Malformed(_) | ApplyError::Invalid(_)) => "invalid",
@@ -270,18 +339,25 @@ impl Store {
         };
         FAMILIES.config_reloads.with_label_values(&[source.label(), outcome]).inc();
         match &result {
-            Ok(a) if a.changed => tracing::info!(revision = a.revision, source = source.label(), summary = ?a.summary, "config applied"),
+            Ok(a) if a.changed => tracing::info!(
+                revision = a.revision,
+                source = source.label(),
+                apis_added = a.summary.apis_added.len(),
+                apis_removed = a.summary.apis_removed.len(),
+                apis_changed = a.summary.apis_changed.len(),
+                restart_required = ?a.summary.restart_required,
+                "config applied"
+            ),
             Ok(_) => tracing::debug!(source = source.label(), "config unchanged"),
             Err(e) => {
                 let errors: Vec<String> = e.errors().iter().map(ToString::to_string).collect();
                 tracing::warn!(source = source.label(), error = %e, ?errors, "config rejected; the previous config keeps serving");
             }
         }
-        result
     }
 
+    /// The pipeline; the caller holds `self.write`.
     async fn apply_locked(&self, candidate: Candidate, if_match: Option<&str>) -> Result<Applied, ApplyError> {
-        let _guard = self.write.lock().await;
         let current = self.document.load_full();
         if let Some(expected) = if_match {
             // If-Match uses the strong comparison (RFC 9110 §13.1.1): weak tags never match.
@@ -315,8 +391,8 @@ impl Store {
         let revisions_dir = self.revisions.dir().to_path_buf();
         let keep = self.boot.admin.as_ref().map_or(20, |a| a.keep_revisions);
         // Compile and persist off the async workers: both can take a while on big configs.
-        let (mut snapshot, value, bytes) = tokio::task::spawn_blocking(move || {
-            let (snapshot, value) = build(&bytes, format, &durable, prepare.as_ref())?;
+        let (mut snapshot, digests, bytes) = tokio::task::spawn_blocking(move || {
+            let (snapshot, digests) = build(&bytes, format, &durable, prepare.as_ref())?;
             // The config file first: it is what a restart serves.
             if source.writes_file() {
                 write_atomic(&config_path, &bytes)
@@ -333,24 +409,34 @@ impl Store {
             if let Err(e) = Revisions::open(&revisions_dir, keep).and_then(|r| r.save(&meta, &bytes)) {
                 tracing::warn!(error = %e, revision, "cannot record the revision on disk");
             }
-            Ok::<_, ApplyError>((snapshot, value, bytes))
+            Ok::<_, ApplyError>((snapshot, digests, bytes))
         })
         .await
         .map_err(|e| ApplyError::Persist(format!("apply task failed: {e}")))??;
 
-        let summary = self.summarize(&snapshot, &value);
+        let summary = self.summarize(&snapshot, &digests);
         snapshot.revision = revision;
-        self.current.store(Arc::new(snapshot));
-        self.document.store(Arc::new(Document {
+        let old_snapshot = self.current.swap(Arc::new(snapshot));
+        let old_document = self.document.swap(Arc::new(Document {
             bytes: Arc::from(bytes),
             format,
-            value,
+            api_digests: digests,
             etag: etag.clone(),
             revision,
             source: source_label,
             applied_unix: now_unix(),
         }));
         FAMILIES.config_revision.set(revision as i64);
+        // Free the replaced snapshot off the async workers (unless requests still hold it:
+        // then the last of them frees it).
+        let release = self.release.clone();
+        tokio::task::spawn_blocking(move || {
+            drop(old_snapshot);
+            drop(old_document);
+            if let Some(release) = release {
+                release();
+            }
+        });
         Ok(Applied { revision, etag, changed: true, summary })
     }
 
@@ -363,24 +449,14 @@ impl Store {
         self.apply(Candidate { bytes, format: meta.format(), source: Source::Rollback(id) }, if_match).await
     }
 
-    fn summarize(&self, next: &Snapshot, next_value: &serde_json::Value) -> Summary {
+    fn summarize(&self, next: &Snapshot, new: &BTreeMap<String, u64>) -> Summary {
         let doc = self.document.load_full();
-        let apis = |v: &serde_json::Value| -> BTreeMap<String, serde_json::Value> {
-            v.get("apis")
-                .and_then(|a| a.as_array())
-                .map(|arr| {
-                    arr.iter()
-                        .filter_map(|api| Some((api.get("name")?.as_str()?.to_string(), api.clone())))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        let (old, new) = (apis(&doc.value), apis(next_value));
+        let old = &doc.api_digests;
         let mut s = Summary::default();
-        for (name, v) in &new {
+        for (name, digest) in new {
             match old.get(name) {
                 None => s.apis_added.push(name.clone()),
-                Some(o) if o != v => s.apis_changed.push(name.clone()),
+                Some(o) if o != digest => s.apis_changed.push(name.clone()),
                 Some(_) => {}
             }
         }

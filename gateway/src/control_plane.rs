@@ -2,12 +2,11 @@
 //! debounced config-file watch. All three feed `Store::apply`, which serialises them.
 
 use async_trait::async_trait;
-use control_api::{AdminState, Candidate, Source, Store};
+use control_api::{AdminState, Source, Store};
 use notify_debouncer_full::notify::RecursiveMode;
 use notify_debouncer_full::{new_debouncer, DebounceEventResult};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
-use policies::Format;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -66,16 +65,9 @@ impl BackgroundService for ControlPlane {
 
 impl ControlPlane {
     async fn reload_from_file(&self, source: Source) {
-        let path = self.store.config_path().to_path_buf();
-        let bytes = match tokio::fs::read(&path).await {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "cannot read config for reload; the current config keeps serving");
-                return;
-            }
-        };
-        // `apply` logs and counts the outcome; an invalid file never replaces a valid config.
-        let _ = self.store.apply(Candidate { bytes, format: Format::from_path(&path), source }, None).await;
+        // `apply_file` reads under the store's lock, logs and counts the outcome; an invalid
+        // file never replaces a valid config.
+        let _ = self.store.apply_file(source).await;
     }
 }
 

@@ -34,8 +34,14 @@ use std::time::Instant;
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+// Header names added upstream and downstream are given to Pingora as static strings: its
+// case-preserving header map then stores them without copying (a `HeaderName` of a
+// non-standard header would be copied into a fresh buffer on every insert).
+const X_REQUEST_ID_CASE: &str = "X-Request-Id";
+const X_FORWARDED_FOR_CASE: &str = "X-Forwarded-For";
+const X_FORWARDED_PROTO_CASE: &str = "X-Forwarded-Proto";
+const X_FORWARDED_HOST_CASE: &str = "X-Forwarded-Host";
 
 pub struct Gateway {
     pub store: Arc<Store>,
@@ -193,7 +199,7 @@ impl ProxyHttp for Gateway {
             session.req_header().uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
         if let Some(host) = &original_host {
-            up.insert_header(X_FORWARDED_HOST.clone(), host.clone())?;
+            up.insert_header(X_FORWARDED_HOST_CASE, host.clone())?;
         }
         if !endpoint_preserve_host {
             up.insert_header(header::HOST, target.authority.clone())?;
@@ -201,16 +207,17 @@ impl ProxyHttp for Gateway {
             up.insert_header(header::HOST, host)?;
         }
         if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
-            let ip = addr.ip().to_string();
-            let xff = match up.headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-                Some(prev) => format!("{prev}, {ip}"),
-                None => ip,
-            };
-            up.insert_header(X_FORWARDED_FOR.clone(), xff)?;
+            let mut xff = String::with_capacity(48);
+            if let Some(prev) = up.headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+                xff.push_str(prev);
+                xff.push_str(", ");
+            }
+            let _ = std::fmt::Write::write_fmt(&mut xff, format_args!("{}", addr.ip()));
+            up.insert_header(X_FORWARDED_FOR_CASE, xff)?;
         }
         let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-        up.insert_header(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(if tls { "https" } else { "http" }))?;
-        up.insert_header(X_REQUEST_ID.clone(), ctx.request_id.clone())?;
+        up.insert_header(X_FORWARDED_PROTO_CASE, HeaderValue::from_static(if tls { "https" } else { "http" }))?;
+        up.insert_header(X_REQUEST_ID_CASE, ctx.request_id.clone())?;
         ctx.upstream_sent = Some(Instant::now());
         Ok(())
     }
@@ -220,7 +227,7 @@ impl ProxyHttp for Gateway {
             let elapsed = sent.elapsed();
             ctx.upstream_elapsed = Some(elapsed);
             if let Some(api) = ctx.api() {
-                api.metrics.upstream_duration.observe(elapsed.as_secs_f64());
+                api.metrics.observe_upstream(elapsed.as_secs_f64());
             }
         }
         if let Some(t) = ctx.target() {
@@ -230,7 +237,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
-        resp.insert_header(X_REQUEST_ID.clone(), ctx.request_id.clone())?;
+        resp.insert_header(X_REQUEST_ID_CASE, ctx.request_id.clone())?;
         if let Some(api) = ctx.api() {
             for (name, value) in &api.lifecycle.headers {
                 // The upstream may send its own Link headers (pagination): add ours beside them.
@@ -276,7 +283,7 @@ impl ProxyHttp for Gateway {
         let elapsed = ctx.started.elapsed();
         let metrics = ctx.api().map_or(&ctx.snapshot.unrouted_metrics, |a| &a.metrics);
         metrics.count(status);
-        metrics.duration.observe(elapsed.as_secs_f64());
+        metrics.observe_duration(elapsed.as_secs_f64());
         if let Some(log) = &self.access_log {
             log.record(session, ctx, status, elapsed);
         }

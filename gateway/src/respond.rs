@@ -18,8 +18,6 @@ use policies::mock::Mock;
 use policies::{ProblemCode, Rejection};
 use serde::Serialize;
 
-static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
 #[derive(Serialize)]
 struct ProblemBody<'a> {
     #[serde(rename = "type")]
@@ -103,7 +101,7 @@ async fn drain_small_body(session: &mut Session) {
 /// Adds the headers every response carries and writes header and body.
 async fn send(session: &mut Session, ctx: &mut RequestCtx, mut resp: ResponseHeader, body: Bytes) -> Result<()> {
     drain_small_body(session).await;
-    resp.insert_header(X_REQUEST_ID.clone(), ctx.request_id.clone())?;
+    resp.insert_header("X-Request-Id", ctx.request_id.clone())?;
     if resp.status != StatusCode::NO_CONTENT {
         resp.insert_header(header::CONTENT_LENGTH, body.len())?;
     }

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 pub fn run(config: &Path) -> ExitCode {
     init_tracing();
     let store = match Store::open(config, Arc::new(Durable::new()), Some(crate::upstream::prepare_hook())) {
-        Ok(s) => Arc::new(s),
+        Ok(s) => Arc::new(s.with_release(Arc::new(crate::upstream::release_parse_memory))),
         Err(e) => {
             eprintln!("{}: {e}", config.display());
             for err in e.errors() {

@@ -40,11 +40,23 @@ fn prepare(snapshot: &Snapshot) -> Result<(), Vec<ConfigError>> {
             }
         }
     }
+    release_parse_memory();
     if errors.is_empty() {
         Ok(())
     } else {
         Err(errors)
     }
+}
+
+/// Returns the memory the config parse just freed to the OS. mimalloc purges freed pages
+/// lazily, on the owning thread's next allocations; the thread that parsed a reload (a
+/// blocking-pool thread) then goes idle, so without this a 10,000-API reload would leave
+/// ~130 MiB of freed parse buffers resident (measured: 213 MB vs 82 MB RSS; BENCHMARKS.md).
+#[allow(unsafe_code)]
+pub fn release_parse_memory() {
+    // SAFETY: `mi_collect` takes no pointers and may be called from any thread at any time;
+    // `force = true` also returns abandoned and empty pages to the OS.
+    unsafe { libmimalloc_sys::mi_collect(true) };
 }
 
 /// Parses a PEM bundle into the CA list Pingora's rustls connector takes. Each certificate
@@ -65,7 +77,9 @@ fn ca_list(pem: &[u8]) -> Result<Arc<[WrappedX509]>, String> {
 fn prepare_target(endpoint: &Endpoint, target: &Target) -> Result<PreparedTarget, String> {
     let ca = target.ca_pem.as_deref().map(ca_list).transpose()?;
     // `new` resolves its argument; a resolved `SocketAddr` cannot fail there.
-    let mut peer = HttpPeer::new(target.addr, target.tls, target.sni.clone());
+    // Plain-HTTP peers carry no SNI: an empty String clones without allocating per request.
+    let sni = if target.tls { target.sni.clone() } else { String::new() };
+    let mut peer = HttpPeer::new(target.addr, target.tls, sni);
     let o = &mut peer.options;
     o.connection_timeout = Some(endpoint.connect_timeout);
     o.read_timeout = Some(endpoint.read_timeout);

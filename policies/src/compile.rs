@@ -54,7 +54,7 @@ pub fn compile(spec: &GatewaySpec, durable: &Durable) -> Result<Snapshot, Vec<Co
         },
         apis,
         routes,
-        unrouted_metrics: ApiMetrics::new("-"),
+        unrouted_metrics: ApiMetrics::new(Arc::from("-")),
     })
 }
 
@@ -202,8 +202,10 @@ fn compile_api(spec: &ApiSpec, path: &str, durable: &Durable, errors: &mut Error
     if errors.0.len() > before {
         return None;
     }
+    let name: Arc<str> = Arc::from(spec.name.as_str());
     Some(Api {
-        name: Arc::from(spec.name.as_str()),
+        metrics: ApiMetrics::new(name.clone()),
+        name,
         context: context.to_string(),
         version: spec.version.clone(),
         strip_context: spec.strip_context,
@@ -212,7 +214,6 @@ fn compile_api(spec: &ApiSpec, path: &str, durable: &Durable, errors: &mut Error
         endpoint,
         resources,
         table,
-        metrics: ApiMetrics::new(&spec.name),
     })
 }
 

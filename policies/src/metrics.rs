@@ -10,7 +10,7 @@ use prometheus::{
     register_histogram_vec, register_int_counter_vec, register_int_gauge, register_int_gauge_vec, Histogram,
     HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
 };
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -87,29 +87,42 @@ pub static FAMILIES: LazyLock<Families> = LazyLock::new(|| Families {
     .expect("register gateway_access_log_dropped_total"),
 });
 
-/// Pre-resolved handles for one API (or for unrouted requests, API `-`).
-#[derive(Debug, Clone)]
+/// Handles for one API (or for unrouted requests, API `-`), each resolved on first use and
+/// then kept: the request path pays one atomic load to find it, and an API that never sees
+/// traffic costs no series (each Prometheus child carries its own copy of the family's
+/// descriptor, about 1 KiB for a histogram, which adds up over 10,000 APIs).
+#[derive(Debug)]
 pub struct ApiMetrics {
+    api: std::sync::Arc<str>,
     /// Index: status / 100 (1..=5); 0 for anything else.
-    by_class: [IntCounter; 6],
-    pub duration: Histogram,
-    pub upstream_duration: Histogram,
+    by_class: [OnceLock<IntCounter>; 6],
+    duration: OnceLock<Histogram>,
+    upstream_duration: OnceLock<Histogram>,
 }
 
 const CLASSES: [&str; 6] = ["other", "1xx", "2xx", "3xx", "4xx", "5xx"];
 
 impl ApiMetrics {
-    pub fn new(api: &str) -> ApiMetrics {
-        let f = &*FAMILIES;
+    pub fn new(api: std::sync::Arc<str>) -> ApiMetrics {
         ApiMetrics {
-            by_class: CLASSES.map(|c| f.requests.with_label_values(&[api, c])),
-            duration: f.duration.with_label_values(&[api]),
-            upstream_duration: f.upstream_duration.with_label_values(&[api]),
+            api,
+            by_class: Default::default(),
+            duration: OnceLock::new(),
+            upstream_duration: OnceLock::new(),
         }
     }
 
     pub fn count(&self, status: u16) {
         let class = usize::from(status / 100);
-        self.by_class[if class <= 5 { class } else { 0 }].inc();
+        let class = if class <= 5 { class } else { 0 };
+        self.by_class[class].get_or_init(|| FAMILIES.requests.with_label_values(&[&*self.api, CLASSES[class]])).inc();
+    }
+
+    pub fn observe_duration(&self, seconds: f64) {
+        self.duration.get_or_init(|| FAMILIES.duration.with_label_values(&[&*self.api])).observe(seconds);
+    }
+
+    pub fn observe_upstream(&self, seconds: f64) {
+        self.upstream_duration.get_or_init(|| FAMILIES.upstream_duration.with_label_values(&[&*self.api])).observe(seconds);
     }
 }

@@ -8,7 +8,7 @@
 mod parse;
 pub mod units;
 
-pub use parse::{parse, parse_value, Format};
+pub use parse::{parse, parse_document, parse_value, Format};
 pub use units::{ByteSize, HumanDuration};
 
 use serde::Deserialize;

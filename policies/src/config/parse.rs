@@ -44,7 +44,19 @@ impl Format {
 
 /// Parses a whole config document.
 pub fn parse(bytes: &[u8], format: Format) -> Result<GatewaySpec, Vec<ConfigError>> {
-    parse_as(bytes, format).map_err(|e| vec![e])
+    parse_document(bytes, format).map(|(spec, _)| spec)
+}
+
+/// Parses a whole document once into its generic tree, then the schema from that tree: the
+/// store needs both (the tree for per-API diffs), and YAML parsing is the expensive part of a
+/// reload.
+pub fn parse_document(bytes: &[u8], format: Format) -> Result<(GatewaySpec, serde_json::Value), Vec<ConfigError>> {
+    let value: serde_json::Value = parse_as(bytes, format).map_err(|e| vec![e])?;
+    let spec = serde_path_to_error::deserialize(&value).map_err(|e| {
+        let path = e.path().to_string();
+        vec![to_config_error(path, e.into_inner().to_string())]
+    })?;
+    Ok((spec, value))
 }
 
 /// Parses any part of the schema (for example one API for `PUT /v1/apis/{name}`), or a
