@@ -57,7 +57,7 @@ async fn zero_failures_and_whole_responses_across_200_reloads() {
             // Bounded: stops once reloads are over and the minimum count is reached, or at the deadline.
             while (reloading.load(Ordering::Relaxed) || done.load(Ordering::Relaxed) < MIN_REQUESTS) && Instant::now() < deadline {
                 i += 1;
-                let proxied = (t + i) % 2 == 0;
+                let proxied = (t + i).is_multiple_of(2);
                 let url = if proxied { gw.url("/proxied/v1/x") } else { gw.url("/mock/v1/r") };
                 let outcome = match client.get(&url).send().await {
                     Err(e) => Err(format!("transport error: {e}")),
@@ -119,7 +119,7 @@ async fn zero_failures_and_whole_responses_across_200_reloads() {
     }
 
     let total = done.load(Ordering::Relaxed);
-    let failures = failures.lock().unwrap();
+    let failures = std::mem::take(&mut *failures.lock().unwrap());
     assert!(failures.is_empty(), "{} of {total} requests failed; first: {:?}", failures.len(), &failures[..failures.len().min(5)]);
     assert!(total >= MIN_REQUESTS, "only {total} requests");
     let final_rev = status(admin.clone(), gw.clone()).await;

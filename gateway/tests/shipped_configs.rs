@@ -1,0 +1,36 @@
+//! Every config shipped under conf/ validates with `gateway validate`, so the README, the
+//! docs and the bench harness never point at a broken file.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+use common::*;
+
+#[test]
+fn every_shipped_config_validates() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    // The TLS example names certificate files that scripts/dev-cert.sh makes: give it some.
+    let pki = TestPki::new();
+    let work = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(work.path().join("conf/tls")).unwrap();
+    for (from, to) in [(&pki.cert_path, "cert.pem"), (&pki.key_path, "key.pem"), (&pki.ca_path, "ca.pem")] {
+        std::fs::copy(from, work.path().join("conf/tls").join(to)).unwrap();
+    }
+    let mut files: Vec<std::path::PathBuf> = ["conf", "conf/examples"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(root.join(d)).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "json"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 4, "{files:?}");
+    for file in files {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .arg("validate")
+            .arg(&file)
+            .current_dir(work.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok ("), "{}", file.display());
+    }
+}
