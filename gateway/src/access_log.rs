@@ -47,7 +47,8 @@ impl AccessLog {
             file => Box::new(std::fs::OpenOptions::new().create(true).append(true).open(file)?),
         };
         let (tx, rx) = sync_channel(spec.queue);
-        std::thread::Builder::new().name("access-log".into()).spawn(move || writer(rx, out))?;
+        let capacity = usize::try_from(spec.buffer_size.0).unwrap_or(64 * 1024);
+        std::thread::Builder::new().name("access-log".into()).spawn(move || writer(rx, out, capacity))?;
         Ok(AccessLog { tx })
     }
 
@@ -90,8 +91,8 @@ impl AccessLog {
 
 /// Writes lines as they come, flushing whenever the queue runs empty (so a quiet gateway's
 /// log is current, and a busy one writes in large batches).
-fn writer(rx: Receiver<Vec<u8>>, out: Box<dyn Write + Send>) {
-    let mut out = BufWriter::with_capacity(64 * 1024, out);
+fn writer(rx: Receiver<Vec<u8>>, out: Box<dyn Write + Send>, capacity: usize) {
+    let mut out = BufWriter::with_capacity(capacity, out);
     while let Ok(line) = rx.recv() {
         if out.write_all(&line).is_err() {
             FAMILIES.access_log_dropped.with_label_values(&["write_error"]).inc();

@@ -105,6 +105,9 @@ fn check_process(spec: &GatewaySpec, errors: &mut Errors) {
     if spec.server.graceful_shutdown_timeout.0.subsec_nanos() != 0 || spec.server.graceful_shutdown_timeout.0.is_zero() {
         errors.push("server.graceful_shutdown_timeout", "must be a whole number of seconds, at least 1s");
     }
+    if spec.access_log.buffer_size.0 < 512 || spec.access_log.buffer_size.0 > 64 << 20 {
+        errors.push("access_log.buffer_size", "must be between 512B and 64MiB");
+    }
     if spec.access_log.queue == 0 {
         errors.push("access_log.queue", "must be at least 1");
     }

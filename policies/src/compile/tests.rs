@@ -194,3 +194,13 @@ fn an_absent_server_section_gets_the_documented_defaults() {
     assert_eq!(s.process.server.graceful_shutdown_timeout.0, std::time::Duration::from_secs(10));
     assert_eq!(s.process.server, parse(b"server: {}\napis: []\n", Format::Yaml).unwrap().server);
 }
+
+#[test]
+fn sizes_are_parsed_and_bounded() {
+    let s = snapshot("access_log: { buffer_size: 1MiB }\napis: [{ name: a, context: /a, version: v1, resources: [{ path: /x, mock: { body: a } }] }]\n");
+    assert_eq!(s.process.access_log.buffer_size.0, 1 << 20);
+    let errs = errors("access_log: { buffer_size: 10B }\napis: []\n");
+    assert_eq!(errs[0].path, "access_log.buffer_size");
+    let parse_err = parse(b"access_log: { buffer_size: 64 }\n", Format::Yaml).unwrap_err();
+    assert_eq!(parse_err[0].path, "access_log.buffer_size");
+}

@@ -84,12 +84,20 @@ pub struct AccessLogSpec {
     /// Lines queued for the writer thread before new lines are dropped (and counted).
     #[serde(default = "default_log_queue")]
     pub queue: usize,
+    /// Bytes the writer thread gathers before a write; it also flushes whenever the queue
+    /// runs empty, so a quiet gateway's log is always current.
+    #[serde(default = "default_log_buffer")]
+    pub buffer_size: ByteSize,
 }
 
 impl Default for AccessLogSpec {
     fn default() -> Self {
-        Self { enabled: true, path: default_log_path(), queue: default_log_queue() }
+        Self { enabled: true, path: default_log_path(), queue: default_log_queue(), buffer_size: default_log_buffer() }
     }
+}
+
+fn default_log_buffer() -> ByteSize {
+    ByteSize(64 * 1024)
 }
 
 fn yes() -> bool {
