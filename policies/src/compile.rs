@@ -3,7 +3,11 @@
 //! never on the request path: parsing patterns, building the route table, resolving target
 //! addresses, reading CA files, encoding mock responses, resolving metric label sets.
 
-use crate::config::{ApiSpec, EndpointSpec, GatewaySpec, LifecycleState};
+use crate::authn::jwt::{family_algorithms, parse_algorithm, JwtVerifier, VerifyKey};
+use crate::authn::{ApiAuth, Application, Applications, KeyManager};
+use crate::config::{ApiSpec, AuthType, EndpointSpec, GatewaySpec, JwtKeyManagerSpec, KeyManagerSpec, LifecycleState};
+use jsonwebtoken::{Algorithm, DecodingKey};
+use sha2::{Digest, Sha256};
 use crate::cors::Cors;
 use crate::error::{ConfigError, Errors};
 use crate::lifecycle::Lifecycle;
@@ -14,8 +18,8 @@ use crate::route::{normalize, MethodSet, ResourceTable, RouteTable};
 use crate::snapshot::{Api, ProcessSettings, Resource, Snapshot};
 use crate::state::Durable;
 use crate::upstream::{Endpoint, HealthCheck, Target, MAX_TARGETS};
-use http::HeaderValue;
-use std::collections::HashSet;
+use http::{HeaderName, HeaderValue};
+use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -25,6 +29,10 @@ pub fn compile(spec: &GatewaySpec, durable: &Durable) -> Result<Snapshot, Vec<Co
     let mut errors = Errors::default();
     check_process(spec, &mut errors);
 
+    let key_managers = compile_key_managers(spec, durable, &mut errors);
+    let applications = compile_applications(spec, &mut errors);
+    let km_index: HashMap<&str, u32> = spec.key_managers.iter().enumerate().map(|(i, k)| (k.name(), i as u32)).collect();
+
     let mut routes = RouteTable::default();
     let mut apis = Vec::with_capacity(spec.apis.len());
     let mut names = HashSet::new();
@@ -33,7 +41,7 @@ pub fn compile(spec: &GatewaySpec, durable: &Durable) -> Result<Snapshot, Vec<Co
         if !names.insert(api_spec.name.as_str()) {
             errors.push(format!("{path}.name"), format!("`{}` is used by another API; names must be unique", api_spec.name));
         }
-        if let Some(api) = compile_api(api_spec, &path, durable, &mut errors) {
+        if let Some(api) = compile_api(api_spec, &path, durable, &km_index, &mut errors) {
             if let Err(e) = routes.insert(&api.context, &api.version, api_spec.default_version, apis.len() as u32) {
                 errors.push(format!("{path}.context"), e);
             }
@@ -41,10 +49,19 @@ pub fn compile(spec: &GatewaySpec, durable: &Durable) -> Result<Snapshot, Vec<Co
         }
     }
 
+    for (a, app) in spec.applications.iter().enumerate() {
+        for (j, sub) in app.subscriptions.iter().enumerate() {
+            if !names.contains(sub.api.as_str()) {
+                errors.push(format!("applications[{a}].subscriptions[{j}].api"), format!("no API is named `{}`", sub.api));
+            }
+        }
+    }
     if !errors.is_empty() {
         return Err(errors.0);
     }
     Ok(Snapshot {
+        key_managers,
+        applications,
         revision: 0,
         process: ProcessSettings {
             server: spec.server.clone(),
@@ -113,7 +130,7 @@ fn check_process(spec: &GatewaySpec, errors: &mut Errors) {
     }
 }
 
-fn compile_api(spec: &ApiSpec, path: &str, durable: &Durable, errors: &mut Errors) -> Option<Api> {
+fn compile_api(spec: &ApiSpec, path: &str, durable: &Durable, km_index: &HashMap<&str, u32>, errors: &mut Errors) -> Option<Api> {
     let before = errors.0.len();
     if spec.name.is_empty() || !spec.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
         errors.push(format!("{path}.name"), format!("`{}` must be non-empty and use letters, digits, - _ . only", spec.name));
@@ -154,6 +171,39 @@ fn compile_api(spec: &ApiSpec, path: &str, durable: &Durable, errors: &mut Error
     });
 
     let endpoint = spec.endpoint.as_ref().and_then(|e| compile_endpoint(e, &format!("{path}.endpoint"), durable, errors));
+
+    let auth = spec.auth.as_ref().map(|a| {
+        let mut kms = Vec::new();
+        for (k, name) in a.key_managers.iter().enumerate() {
+            match km_index.get(name.as_str()) {
+                Some(i) => kms.push(*i),
+                None => errors.push(format!("{path}.auth.key_managers[{k}]"), format!("no key manager is named `{name}`")),
+            }
+        }
+        let (mut header, mut query) = (None, None);
+        if let Some(src) = &a.api_keys {
+            if src.header.is_none() && src.query.is_none() {
+                errors.push(format!("{path}.auth.api_keys"), "name a `header` or a `query` parameter");
+            }
+            if let Some(h) = &src.header {
+                match HeaderName::from_bytes(h.as_bytes()) {
+                    Ok(n) if n != http::header::AUTHORIZATION => header = Some(n),
+                    _ => errors.push(format!("{path}.auth.api_keys.header"), format!("`{h}` is not a usable header name")),
+                }
+            }
+            query = src.query.clone();
+        }
+        if kms.is_empty() && a.api_keys.is_none() && a.key_managers.is_empty() {
+            errors.push(format!("{path}.auth"), "accepts no credential: list key_managers or api_keys");
+        }
+        ApiAuth {
+            key_managers: kms,
+            api_key_header: header,
+            api_key_query: query,
+            require_subscription: a.require_subscription,
+            forward_credentials: a.forward_credentials,
+        }
+    });
 
     let mut table = ResourceTable::default();
     let mut resources = Vec::with_capacity(spec.resources.len());
@@ -196,7 +246,17 @@ fn compile_api(spec: &ApiSpec, path: &str, durable: &Durable, errors: &mut Error
                 if let Err(e) = table.insert(&p, methods, j as u32) {
                     errors.push(format!("{rpath}.path"), e);
                 }
-                resources.push(Resource { path: r.path.clone(), methods, var_names: p.vars, mock });
+                if spec.auth.is_none() && (r.auth.is_some() || !r.scopes.is_empty()) {
+                    errors.push(format!("{rpath}.auth"), "auth and scopes need `auth:` on the API");
+                }
+                resources.push(Resource {
+                    path: r.path.clone(),
+                    methods,
+                    var_names: p.vars,
+                    mock,
+                    auth_type: r.auth.unwrap_or(AuthType::Any),
+                    scopes: r.scopes.clone(),
+                });
             }
             Err(e) => errors.push(format!("{rpath}.path"), format!("`{}`: {e}", r.path)),
         }
@@ -214,6 +274,7 @@ fn compile_api(spec: &ApiSpec, path: &str, durable: &Durable, errors: &mut Error
         strip_context: spec.strip_context,
         lifecycle: lifecycle?,
         cors,
+        auth,
         endpoint,
         resources,
         table,
@@ -342,6 +403,200 @@ fn parse_target(url: &str, spec: &EndpointSpec, ca_pem: Option<Arc<[u8]>>, durab
         health: durable.target_health(url),
         data_plane: OnceLock::new(),
     })
+}
+
+fn compile_key_managers(spec: &GatewaySpec, durable: &Durable, errors: &mut Errors) -> Vec<KeyManager> {
+    let mut out = Vec::new();
+    let mut names = HashSet::new();
+    for (i, km) in spec.key_managers.iter().enumerate() {
+        let path = format!("key_managers[{i}]");
+        if !names.insert(km.name()) {
+            errors.push(format!("{path}.name"), format!("`{}` is used by another key manager", km.name()));
+        }
+        match km {
+            KeyManagerSpec::Jwt(j) => {
+                if let Some(km) = compile_jwt(j, &path, durable, errors) {
+                    out.push(km);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn compile_jwt(spec: &JwtKeyManagerSpec, path: &str, durable: &Durable, errors: &mut Errors) -> Option<KeyManager> {
+    let before = errors.0.len();
+    let mut allowed = Vec::new();
+    for (k, a) in spec.algorithms.iter().enumerate() {
+        match parse_algorithm(a) {
+            Some(alg) => allowed.push(alg),
+            None => errors.push(format!("{path}.algorithms[{k}]"), format!("`{a}` is not a supported JWS algorithm")),
+        }
+    }
+    if spec.algorithms.is_empty() {
+        errors.push(format!("{path}.algorithms"), "list the accepted algorithms, e.g. [RS256, ES256]");
+    }
+    if spec.issuer.is_empty() {
+        errors.push(format!("{path}.issuer"), "must not be empty");
+    }
+    // Everything that decides a verification goes into the cache fingerprint.
+    let mut fingerprint = Sha256::new();
+    fingerprint.update(format!("{:?}|{:?}|{:?}|{:?}|{}", spec.issuer, spec.audiences, spec.algorithms, spec.claims, spec.clock_skew.0.as_secs()));
+    let mut keys = Vec::new();
+    for (k, key) in spec.keys.iter().enumerate() {
+        let kpath = format!("{path}.keys[{k}]");
+        let Some(alg) = parse_algorithm(&key.alg) else {
+            errors.push(format!("{kpath}.alg"), format!("`{}` is not a supported JWS algorithm", key.alg));
+            continue;
+        };
+        if !allowed.contains(&alg) {
+            errors.push(format!("{kpath}.alg"), format!("`{}` is not in this key manager's algorithms", key.alg));
+        }
+        let sources = [key.secret_env.is_some(), key.secret_file.is_some(), key.pem_file.is_some()].iter().filter(|b| **b).count();
+        if sources != 1 {
+            errors.push(kpath.clone(), "give exactly one of secret_env, secret_file, pem_file");
+            continue;
+        }
+        let hmac = matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512);
+        let material: Result<Vec<u8>, String> = if let Some(var) = &key.secret_env {
+            std::env::var(var).map(String::into_bytes).map_err(|_| format!("the environment variable {var} is not set"))
+        } else if let Some(f) = key.secret_file.as_ref().or(key.pem_file.as_ref()) {
+            std::fs::read(f).map_err(|e| format!("cannot read `{f}`: {e}"))
+        } else {
+            Err("no key material".into())
+        };
+        let material = match material {
+            Ok(m) => m,
+            Err(e) => {
+                errors.push(kpath, e);
+                continue;
+            }
+        };
+        if hmac != key.pem_file.is_none() {
+            errors.push(format!("{kpath}.alg"), if hmac { "an HMAC algorithm needs secret_env or secret_file" } else { "this algorithm needs a public key in pem_file" });
+            continue;
+        }
+        if hmac && material.len() < 32 {
+            errors.push(kpath, "an HMAC secret must be at least 32 bytes");
+            continue;
+        }
+        fingerprint.update(&material);
+        let decoded = match alg {
+            _ if hmac => Ok(DecodingKey::from_secret(&material)),
+            Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(&material),
+            Algorithm::EdDSA => DecodingKey::from_ed_pem(&material),
+            _ => DecodingKey::from_rsa_pem(&material),
+        };
+        match decoded {
+            Ok(dk) => keys.push(VerifyKey { kid: key.kid.clone(), algorithms: vec![alg], key: dk }),
+            Err(e) => errors.push(format!("{kpath}.pem_file"), format!("not a usable public key for {}: {e}", key.alg)),
+        }
+    }
+    if let Some(file) = &spec.jwks_file {
+        match std::fs::read(file).map_err(|e| e.to_string()).and_then(|b| {
+            fingerprint.update(&b);
+            serde_json::from_slice::<jsonwebtoken::jwk::JwkSet>(&b).map_err(|e| e.to_string())
+        }) {
+            Ok(set) => {
+                for jwk in &set.keys {
+                    // Keys for encryption are not for us (RFC 7517 §4.2).
+                    if matches!(jwk.common.public_key_use, Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)) {
+                        continue;
+                    }
+                    let Ok(dk) = DecodingKey::from_jwk(jwk) else { continue };
+                    let algs: Vec<Algorithm> = match jwk.common.key_algorithm.and_then(|a| parse_algorithm(&format!("{a:?}"))) {
+                        Some(a) => vec![a],
+                        None => allowed.iter().copied().filter(|a| jwk_family_matches(jwk, *a)).collect(),
+                    };
+                    let algs: Vec<Algorithm> = algs.into_iter().filter(|a| allowed.contains(a)).collect();
+                    if !algs.is_empty() {
+                        keys.push(VerifyKey { kid: jwk.common.key_id.clone(), algorithms: algs, key: dk });
+                    }
+                }
+            }
+            Err(e) => errors.push(format!("{path}.jwks_file"), format!("cannot load `{file}`: {e}")),
+        }
+    }
+    if keys.is_empty() && errors.0.len() == before {
+        errors.push(format!("{path}.keys"), "no usable key: add keys or a jwks_file");
+    }
+    if spec.max_token_size.0 < 256 || spec.max_token_size.0 > 64 * 1024 {
+        errors.push(format!("{path}.max_token_size"), "must be between 256B and 64KiB");
+    }
+    if errors.0.len() > before {
+        return None;
+    }
+    let cache = durable.token_cache(&hex::encode(fingerprint.finalize()), 100_000);
+    Some(KeyManager {
+        name: Arc::from(spec.name.as_str()),
+        verifier: JwtVerifier::new(
+            spec.issuer.clone(),
+            spec.audiences.clone(),
+            allowed,
+            keys,
+            spec.clock_skew.0.as_secs(),
+            spec.max_token_size.0 as usize,
+            spec.claims.application.clone(),
+            spec.claims.user.clone(),
+            spec.claims.scopes.clone(),
+        ),
+        cache,
+        cache_ttl: spec.cache_ttl.0.as_secs().max(1),
+    })
+}
+
+fn jwk_family_matches(jwk: &jsonwebtoken::jwk::Jwk, alg: Algorithm) -> bool {
+    use jsonwebtoken::jwk::AlgorithmParameters as P;
+    let family = family_algorithms(alg);
+    match &jwk.algorithm {
+        P::RSA(_) => family.contains(&Algorithm::RS256),
+        P::EllipticCurve(_) => family.contains(&Algorithm::ES256),
+        P::OctetKeyPair(_) => family.contains(&Algorithm::EdDSA),
+        P::OctetKey(_) => family.contains(&Algorithm::HS256),
+    }
+}
+
+fn compile_applications(spec: &GatewaySpec, errors: &mut Errors) -> Applications {
+    let mut out = Applications::default();
+    let mut ids = HashSet::new();
+    for (i, app) in spec.applications.iter().enumerate() {
+        let path = format!("applications[{i}]");
+        if !ids.insert(app.id.as_str()) {
+            errors.push(format!("{path}.id"), format!("`{}` is used by another application", app.id));
+        }
+        let idx = out.apps.len() as u32;
+        for (j, c) in app.client_ids.iter().enumerate() {
+            if out.by_client_id.insert(c.clone(), idx).is_some() {
+                errors.push(format!("{path}.client_ids[{j}]"), format!("`{c}` belongs to another application too"));
+            }
+        }
+        for (j, k) in app.api_keys.iter().enumerate() {
+            match hex::decode(&k.sha256).ok().and_then(|b| <[u8; 32]>::try_from(b).ok()) {
+                Some(d) => {
+                    if out.by_key_digest.insert(d, idx).is_some() {
+                        errors.push(format!("{path}.api_keys[{j}].sha256"), "this key belongs to another application too");
+                    }
+                }
+                None => errors.push(format!("{path}.api_keys[{j}].sha256"), "must be 64 hex digits (the SHA-256 of the key)"),
+            }
+        }
+        let mut domains = Vec::new();
+        for (j, d) in app.allowed_domains.iter().enumerate() {
+            let d = d.to_ascii_lowercase();
+            match d.strip_prefix("*.") {
+                Some(rest) if !rest.is_empty() => domains.push(format!(".{rest}")),
+                _ if !d.is_empty() && !d.contains(['/', ':', '*', ' ']) => domains.push(d),
+                _ => errors.push(format!("{path}.allowed_domains[{j}]"), format!("`{d}` is not a host name (app.example or *.app.example)")),
+            }
+        }
+        out.apps.push(Application {
+            id: Arc::from(app.id.as_str()),
+            blocked: app.blocked,
+            allowed_domains: domains,
+            subscriptions: app.subscriptions.iter().map(|s| (s.api.clone(), Arc::from(s.tier.as_str()))).collect(),
+        });
+    }
+    out
 }
 
 #[cfg(test)]

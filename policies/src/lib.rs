@@ -15,6 +15,7 @@
 //! State that must outlive a snapshot (upstream health today; counters and caches later) lives
 //! in [`state::Durable`], keyed by a stable name, so a reload keeps it.
 
+pub mod authn;
 pub mod compile;
 pub mod config;
 pub mod cors;

@@ -2,7 +2,8 @@
 //! it. A request loads one `Arc<Snapshot>` and keeps it to the end, so a reload never changes
 //! a request midway.
 
-use crate::config::{AccessLogSpec, AdminSpec, ListenerSpec, ServerSpec};
+use crate::authn::{ApiAuth, Applications, AuthContext, KeyManager, Principal};
+use crate::config::{AccessLogSpec, AdminSpec, AuthType, LifecycleState, ListenerSpec, ServerSpec};
 use crate::cors::{Cors, CorsHeaders};
 use crate::lifecycle::Lifecycle;
 use crate::metrics::ApiMetrics;
@@ -31,6 +32,8 @@ pub struct Snapshot {
     pub process: ProcessSettings,
     pub apis: Vec<Api>,
     pub routes: RouteTable,
+    pub key_managers: Vec<KeyManager>,
+    pub applications: Applications,
     /// Metrics of requests that matched no API.
     pub unrouted_metrics: ApiMetrics,
 }
@@ -43,6 +46,8 @@ pub struct Api {
     pub strip_context: bool,
     pub lifecycle: Lifecycle,
     pub cors: Option<Cors>,
+    /// `None`: the API is open.
+    pub auth: Option<ApiAuth>,
     pub endpoint: Option<Endpoint>,
     pub resources: Vec<Resource>,
     pub table: ResourceTable,
@@ -56,6 +61,8 @@ pub struct Resource {
     pub methods: MethodSet,
     pub var_names: Vec<String>,
     pub mock: Option<Mock>,
+    pub auth_type: AuthType,
+    pub scopes: Vec<String>,
 }
 
 /// What to do with a request whose head passed every policy.
@@ -138,6 +145,27 @@ impl Snapshot {
             }
             ResourceMatch::NotFound => Err(refuse(Rejection::new(ProblemCode::RouteNotFound, "no resource of this API matches the path"))),
         }
+    }
+
+    /// Authenticates and authorizes a planned request. `Ok(None)`: no credential needed
+    /// (open API, `auth: none` resource, prototyped API, or a preflight).
+    pub fn authenticate(&self, parts: &Parts, plan: &Plan, now_unix: u64) -> Result<Option<Principal>, Rejection> {
+        let Some(api) = self.api(plan.api) else { return Ok(None) };
+        let (Some(auth), Some(resource)) = (&api.auth, plan.resource.and_then(|r| api.resource(r))) else {
+            return Ok(None);
+        };
+        if resource.auth_type == AuthType::None || api.lifecycle.state == LifecycleState::Prototyped {
+            return Ok(None);
+        }
+        let cx = AuthContext {
+            api_name: &api.name,
+            auth,
+            key_managers: &self.key_managers,
+            applications: &self.applications,
+            auth_type: resource.auth_type,
+            scopes: &resource.scopes,
+        };
+        crate::authn::authenticate(&cx, parts, now_unix).map(Some)
     }
 
     pub fn api(&self, idx: u32) -> Option<&Api> {

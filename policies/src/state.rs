@@ -20,6 +20,7 @@ pub fn now_ms() -> u64 {
 #[derive(Debug, Default)]
 pub struct Durable {
     targets: Mutex<HashMap<String, Weak<TargetHealth>>>,
+    token_caches: Mutex<HashMap<String, Weak<crate::authn::TokenCache>>>,
 }
 
 impl Durable {
@@ -37,6 +38,20 @@ impl Durable {
         map.retain(|_, w| w.strong_count() > 0);
         let fresh = Arc::new(TargetHealth::new(key));
         map.insert(key.to_string(), Arc::downgrade(&fresh));
+        fresh
+    }
+
+    /// The verified-token cache of a key manager. `fingerprint` covers everything that
+    /// decides a verification (issuer, audiences, algorithms, key material, claim names), so
+    /// a reload that changes none of it keeps the cache, and any change starts a fresh one.
+    pub fn token_cache(&self, fingerprint: &str, capacity: usize) -> Arc<crate::authn::TokenCache> {
+        let mut map = self.token_caches.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(existing) = map.get(fingerprint).and_then(Weak::upgrade) {
+            return existing;
+        }
+        map.retain(|_, w| w.strong_count() > 0);
+        let fresh = Arc::new(crate::authn::TokenCache::new(capacity));
+        map.insert(fingerprint.to_string(), Arc::downgrade(&fresh));
         fresh
     }
 

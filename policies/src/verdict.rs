@@ -24,6 +24,19 @@ pub enum ProblemCode {
     CorsOriginNotAllowed,
     CorsMethodNotAllowed,
     CorsHeadersNotAllowed,
+    /// No credential where one is needed (401).
+    AuthMissing,
+    /// A bearer token that fails verification (401).
+    AuthInvalidToken,
+    /// An API key that matches no application (401).
+    AuthInvalidApiKey,
+    /// The token lacks a scope the resource requires (403).
+    AuthInsufficientScope,
+    AuthNotSubscribed,
+    AuthApplicationBlocked,
+    AuthDomainNotAllowed,
+    /// An application credential where a user token is required, or the reverse (403).
+    AuthWrongCredentialType,
     /// No target could be used (none configured, or every attempt failed to connect).
     UpstreamUnavailable,
     UpstreamTimeout,
@@ -44,6 +57,12 @@ impl ProblemCode {
             Self::CorsOriginNotAllowed | Self::CorsMethodNotAllowed | Self::CorsHeadersNotAllowed => {
                 StatusCode::FORBIDDEN
             }
+            Self::AuthMissing | Self::AuthInvalidToken | Self::AuthInvalidApiKey => StatusCode::UNAUTHORIZED,
+            Self::AuthInsufficientScope
+            | Self::AuthNotSubscribed
+            | Self::AuthApplicationBlocked
+            | Self::AuthDomainNotAllowed
+            | Self::AuthWrongCredentialType => StatusCode::FORBIDDEN,
             Self::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::UpstreamError => StatusCode::BAD_GATEWAY,
@@ -63,6 +82,14 @@ impl ProblemCode {
             Self::CorsOriginNotAllowed => "cors.origin_not_allowed",
             Self::CorsMethodNotAllowed => "cors.method_not_allowed",
             Self::CorsHeadersNotAllowed => "cors.headers_not_allowed",
+            Self::AuthMissing => "auth.credentials_missing",
+            Self::AuthInvalidToken => "auth.invalid_token",
+            Self::AuthInvalidApiKey => "auth.invalid_api_key",
+            Self::AuthInsufficientScope => "auth.insufficient_scope",
+            Self::AuthNotSubscribed => "auth.not_subscribed",
+            Self::AuthApplicationBlocked => "auth.application_blocked",
+            Self::AuthDomainNotAllowed => "auth.domain_not_allowed",
+            Self::AuthWrongCredentialType => "auth.wrong_credential_type",
             Self::UpstreamUnavailable => "upstream.unavailable",
             Self::UpstreamTimeout => "upstream.timeout",
             Self::UpstreamError => "upstream.error",
@@ -81,6 +108,14 @@ impl ProblemCode {
             Self::CorsOriginNotAllowed => "CORS origin not allowed",
             Self::CorsMethodNotAllowed => "CORS method not allowed",
             Self::CorsHeadersNotAllowed => "CORS headers not allowed",
+            Self::AuthMissing => "Credentials required",
+            Self::AuthInvalidToken => "Invalid token",
+            Self::AuthInvalidApiKey => "Invalid API key",
+            Self::AuthInsufficientScope => "Insufficient scope",
+            Self::AuthNotSubscribed => "Not subscribed",
+            Self::AuthApplicationBlocked => "Application blocked",
+            Self::AuthDomainNotAllowed => "Domain not allowed",
+            Self::AuthWrongCredentialType => "Wrong credential type",
             Self::UpstreamUnavailable => "Upstream unavailable",
             Self::UpstreamTimeout => "Upstream timed out",
             Self::UpstreamError => "Upstream error",
@@ -95,6 +130,12 @@ impl ProblemCode {
             Self::RouteNotFound | Self::MethodNotAllowed => "route",
             Self::ApiNotAvailable | Self::ApiBlocked => "lifecycle",
             Self::CorsOriginNotAllowed | Self::CorsMethodNotAllowed | Self::CorsHeadersNotAllowed => "cors",
+            Self::AuthMissing | Self::AuthInvalidToken | Self::AuthInvalidApiKey => "authn",
+            Self::AuthInsufficientScope
+            | Self::AuthNotSubscribed
+            | Self::AuthApplicationBlocked
+            | Self::AuthDomainNotAllowed
+            | Self::AuthWrongCredentialType => "authz",
             Self::UpstreamUnavailable | Self::UpstreamTimeout | Self::UpstreamError => "upstream",
             Self::Internal => "gateway",
         }
@@ -111,6 +152,14 @@ impl ProblemCode {
         Self::CorsOriginNotAllowed,
         Self::CorsMethodNotAllowed,
         Self::CorsHeadersNotAllowed,
+        Self::AuthMissing,
+        Self::AuthInvalidToken,
+        Self::AuthInvalidApiKey,
+        Self::AuthInsufficientScope,
+        Self::AuthNotSubscribed,
+        Self::AuthApplicationBlocked,
+        Self::AuthDomainNotAllowed,
+        Self::AuthWrongCredentialType,
         Self::UpstreamUnavailable,
         Self::UpstreamTimeout,
         Self::UpstreamError,

@@ -27,8 +27,198 @@ pub struct GatewaySpec {
     pub listeners: Vec<ListenerSpec>,
     #[serde(default)]
     pub admin: Option<AdminSpec>,
+    /// Who may issue credentials: JWT issuers (more kinds later).
+    #[serde(default)]
+    pub key_managers: Vec<KeyManagerSpec>,
+    /// Consumers: their client ids, API keys, subscriptions.
+    #[serde(default)]
+    pub applications: Vec<ApplicationSpec>,
     #[serde(default)]
     pub apis: Vec<ApiSpec>,
+}
+
+/// A credential issuer, by `type`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum KeyManagerSpec {
+    /// Self-contained JWTs verified locally.
+    Jwt(JwtKeyManagerSpec),
+}
+
+impl KeyManagerSpec {
+    pub fn name(&self) -> &str {
+        match self {
+            KeyManagerSpec::Jwt(j) => &j.name,
+        }
+    }
+}
+
+/// A JWT issuer: keys (static and/or a JWKS file), an algorithm allow list, and the claims
+/// that name the application, the user and the scopes.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct JwtKeyManagerSpec {
+    pub name: String,
+    /// Compared exactly with the token's `iss`.
+    pub issuer: String,
+    /// The token's `aud` (string or array) must name one of these. Empty: `aud` not checked.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Only these `alg` values are accepted (RS256, RS384, RS512, PS256, PS384, PS512, ES256,
+    /// ES384, EdDSA, HS256, HS384, HS512).
+    pub algorithms: Vec<String>,
+    #[serde(default)]
+    pub keys: Vec<StaticKeySpec>,
+    /// A JWKS document on disk (RFC 7517), read at every reload.
+    #[serde(default)]
+    pub jwks_file: Option<String>,
+    #[serde(default = "default_clock_skew")]
+    pub clock_skew: HumanDuration,
+    #[serde(default)]
+    pub claims: ClaimNamesSpec,
+    /// Longest token accepted, header and all.
+    #[serde(default = "default_max_token")]
+    pub max_token_size: ByteSize,
+    /// Verified tokens are cached until their `exp`, but never longer than this.
+    #[serde(default = "default_cache_ttl")]
+    pub cache_ttl: HumanDuration,
+}
+
+fn default_clock_skew() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+fn default_max_token() -> ByteSize {
+    ByteSize(8 * 1024)
+}
+fn default_cache_ttl() -> HumanDuration {
+    HumanDuration(Duration::from_secs(300))
+}
+
+/// Which claims carry what.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimNamesSpec {
+    #[serde(default = "default_app_claim")]
+    pub application: String,
+    #[serde(default = "default_user_claim")]
+    pub user: String,
+    /// A space-separated string (RFC 8693 `scope`) or an array.
+    #[serde(default = "default_scope_claim")]
+    pub scopes: String,
+}
+
+impl Default for ClaimNamesSpec {
+    fn default() -> Self {
+        Self { application: default_app_claim(), user: default_user_claim(), scopes: default_scope_claim() }
+    }
+}
+
+fn default_app_claim() -> String {
+    "azp".into()
+}
+fn default_user_claim() -> String {
+    "sub".into()
+}
+fn default_scope_claim() -> String {
+    "scope".into()
+}
+
+/// A key configured by hand. Its `alg` is pinned: a token for this key must use exactly it.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StaticKeySpec {
+    /// Matched against the token's `kid`; a key without one is tried for tokens without `kid`.
+    #[serde(default)]
+    pub kid: Option<String>,
+    pub alg: String,
+    /// HMAC secret from this environment variable (HS*).
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// HMAC secret from this file (HS*).
+    #[serde(default)]
+    pub secret_file: Option<String>,
+    /// Public key in PEM (RS*, PS*, ES*, EdDSA).
+    #[serde(default)]
+    pub pem_file: Option<String>,
+}
+
+/// A consumer of APIs.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicationSpec {
+    pub id: String,
+    /// Matched against the token's application claim.
+    #[serde(default)]
+    pub client_ids: Vec<String>,
+    #[serde(default)]
+    pub api_keys: Vec<ApiKeySpec>,
+    /// If set, requests must carry an `Origin` or `Referer` on one of these hosts
+    /// (`app.example`, or `*.app.example` for subdomains).
+    #[serde(default)]
+    pub allowed_domains: Vec<String>,
+    #[serde(default)]
+    pub subscriptions: Vec<SubscriptionSpec>,
+    /// A blocked application is refused everywhere.
+    #[serde(default)]
+    pub blocked: bool,
+}
+
+/// An API key, stored only as its SHA-256 (hex).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeySpec {
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionSpec {
+    /// An API name.
+    pub api: String,
+    /// The throttling tier this subscription grants (carried for the throttling policy).
+    pub tier: String,
+}
+
+/// Authentication of an API.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSpec {
+    /// JWT issuers whose tokens this API accepts (names from `key_managers`).
+    #[serde(default)]
+    pub key_managers: Vec<String>,
+    /// Accept API keys from this header or query parameter.
+    #[serde(default)]
+    pub api_keys: Option<ApiKeySourceSpec>,
+    /// The caller's application must be subscribed to this API.
+    #[serde(default)]
+    pub require_subscription: bool,
+    /// Send `Authorization` and the API key upstream (stripped by default).
+    #[serde(default)]
+    pub forward_credentials: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeySourceSpec {
+    #[serde(default)]
+    pub header: Option<String>,
+    #[serde(default)]
+    pub query: Option<String>,
+}
+
+/// Which credentials a resource accepts (WSO2's auth types).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthType {
+    /// No credential needed.
+    None,
+    /// An application credential: an API key or a token without an end user.
+    Application,
+    /// A token on behalf of an end user.
+    ApplicationUser,
+    /// Any valid credential.
+    #[default]
+    Any,
 }
 
 fn default_listeners() -> Vec<ListenerSpec> {
@@ -173,6 +363,9 @@ pub struct ApiSpec {
     pub endpoint: Option<EndpointSpec>,
     #[serde(default)]
     pub cors: Option<CorsSpec>,
+    /// Authentication; without it the API is open.
+    #[serde(default)]
+    pub auth: Option<AuthSpec>,
     #[serde(default)]
     pub resources: Vec<ResourceSpec>,
 }
@@ -389,6 +582,12 @@ pub struct ResourceSpec {
     /// Answer from the gateway instead of an upstream.
     #[serde(default)]
     pub mock: Option<MockSpec>,
+    /// Credentials this resource accepts when the API has `auth` (default: any).
+    #[serde(default)]
+    pub auth: Option<AuthType>,
+    /// Every one of these must be among the credential's scopes.
+    #[serde(default)]
+    pub scopes: Vec<String>,
 }
 
 fn default_methods() -> Vec<String> {

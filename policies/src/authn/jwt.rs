@@ -1,0 +1,222 @@
+//! JWT verification (RFC 7519 over a compact RFC 7515 JWS), one verifier per key manager.
+//!
+//! Rules, in the order they are checked; each failure is a distinct [`JwtError`]:
+//! 1. At most `max_token_size` bytes; exactly three segments (a JWE has five, and unsigned
+//!    or detached forms are refused too).
+//! 2. The header is a JSON object without `crit` (RFC 7515 §4.1.11: an extension we do not
+//!    implement must be refused), `enc`/`zip` (JWE) or `b64: false` (RFC 7797).
+//!    `jku`, `x5u`, `x5c` and `jwk` are ignored: they never cause a fetch or a trust decision.
+//! 3. `alg` is one jsonwebtoken knows (so `none`, in any spelling, is refused) and is in the
+//!    key manager's allow list.
+//! 4. The key is chosen by `kid`; a key only verifies the algorithms configured for it
+//!    (static keys pin one `alg`; JWKS keys their `alg`, or their family's), and jsonwebtoken
+//!    also refuses a key of another family, so an HS256 token "signed" with an RSA public
+//!    key never verifies.
+//! 5. Signature, then the claims, against an injected clock (`now`, seconds): `exp` required
+//!    and in the future (minus skew); `nbf` and `iat` not in the future (plus skew); `iss`
+//!    equal to the configured issuer; `aud` (string or array) naming a configured audience.
+
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::{Map, Value};
+use std::str::FromStr;
+
+/// Why a token was refused. The message is client-safe (no key material, no claims).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum JwtError {
+    #[error("the token is too large")]
+    TooLarge,
+    #[error("the token is not a compact JWS")]
+    Malformed,
+    #[error("the token uses an unsupported header parameter")]
+    UnsupportedHeader,
+    #[error("the token's algorithm is not accepted")]
+    AlgorithmNotAllowed,
+    #[error("no key matches the token")]
+    UnknownKey,
+    #[error("the token's signature is invalid")]
+    BadSignature,
+    #[error("the token has no expiry")]
+    MissingExpiry,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    #[error("the token's issuer is not accepted")]
+    WrongIssuer,
+    #[error("the token's audience is not accepted")]
+    WrongAudience,
+}
+
+/// A verification key and the algorithms it may verify.
+pub struct VerifyKey {
+    pub kid: Option<String>,
+    pub algorithms: Vec<Algorithm>,
+    pub key: DecodingKey,
+}
+
+impl std::fmt::Debug for VerifyKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyKey").field("kid", &self.kid).field("algorithms", &self.algorithms).finish()
+    }
+}
+
+/// The verified claims a policy needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedClaims {
+    pub exp: u64,
+    pub application: Option<String>,
+    pub user: Option<String>,
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct JwtVerifier {
+    pub issuer: String,
+    audiences: Vec<String>,
+    allowed: Vec<Algorithm>,
+    keys: Vec<VerifyKey>,
+    skew: u64,
+    max_size: usize,
+    claim_application: String,
+    claim_user: String,
+    claim_scopes: String,
+}
+
+/// Parses an algorithm name from the config.
+pub fn parse_algorithm(name: &str) -> Option<Algorithm> {
+    // `Algorithm::from_str` accepts exactly the registered names; "none" is not one.
+    Algorithm::from_str(name).ok()
+}
+
+/// The algorithms of a key family, for JWKS keys without `alg`.
+pub fn family_algorithms(alg: Algorithm) -> &'static [Algorithm] {
+    use Algorithm::*;
+    match alg {
+        HS256 | HS384 | HS512 => &[HS256, HS384, HS512],
+        RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => &[RS256, RS384, RS512, PS256, PS384, PS512],
+        ES256 | ES384 => &[ES256, ES384],
+        EdDSA => &[EdDSA],
+    }
+}
+
+impl JwtVerifier {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        issuer: String,
+        audiences: Vec<String>,
+        allowed: Vec<Algorithm>,
+        keys: Vec<VerifyKey>,
+        skew: u64,
+        max_size: usize,
+        claim_application: String,
+        claim_user: String,
+        claim_scopes: String,
+    ) -> Self {
+        JwtVerifier { issuer, audiences, allowed, keys, skew, max_size, claim_application, claim_user, claim_scopes }
+    }
+
+    /// The unverified `iss` of a token, to pick the key manager (cheap: decodes the payload
+    /// only). Nothing is trusted from it.
+    pub fn peek_issuer(token: &str) -> Option<String> {
+        let payload = token.split('.').nth(1)?;
+        if payload.len() > 16 * 1024 {
+            return None;
+        }
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?;
+        let v: Value = serde_json::from_slice(&bytes).ok()?;
+        v.get("iss")?.as_str().map(str::to_string)
+    }
+
+    pub fn verify(&self, token: &str, now: u64) -> Result<VerifiedClaims, JwtError> {
+        if token.len() > self.max_size {
+            return Err(JwtError::TooLarge);
+        }
+        let mut parts = token.split('.');
+        let (Some(header_b64), Some(_), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+            return Err(JwtError::Malformed);
+        };
+        let header_bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header_b64).map_err(|_| JwtError::Malformed)?;
+        let header: Map<String, Value> = serde_json::from_slice(&header_bytes).map_err(|_| JwtError::Malformed)?;
+        if header.contains_key("crit") || header.contains_key("enc") || header.contains_key("zip") || header.get("b64") == Some(&Value::Bool(false)) {
+            return Err(JwtError::UnsupportedHeader);
+        }
+        let alg = header
+            .get("alg")
+            .and_then(Value::as_str)
+            .and_then(parse_algorithm)
+            .ok_or(JwtError::AlgorithmNotAllowed)?;
+        if !self.allowed.contains(&alg) {
+            return Err(JwtError::AlgorithmNotAllowed);
+        }
+        let kid = header.get("kid").and_then(Value::as_str);
+
+        let mut validation = Validation::new(alg);
+        // Time and registered claims are checked below against the injected clock.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
+
+        let mut candidates = self.keys.iter().filter(|k| k.algorithms.contains(&alg) && (kid.is_none() || k.kid.as_deref() == kid)).peekable();
+        if candidates.peek().is_none() {
+            return Err(JwtError::UnknownKey);
+        }
+        let mut claims = None;
+        for key in candidates {
+            match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation) {
+                Ok(data) => {
+                    claims = Some(data.claims);
+                    break;
+                }
+                Err(e) => match e.kind() {
+                    jsonwebtoken::errors::ErrorKind::InvalidSignature
+                    | jsonwebtoken::errors::ErrorKind::InvalidAlgorithm
+                    | jsonwebtoken::errors::ErrorKind::InvalidEcdsaKey
+                    | jsonwebtoken::errors::ErrorKind::InvalidRsaKey(_)
+                    | jsonwebtoken::errors::ErrorKind::InvalidKeyFormat => continue,
+                    _ => return Err(JwtError::Malformed),
+                },
+            }
+        }
+        let claims = claims.ok_or(JwtError::BadSignature)?;
+        self.check_claims(&claims, now)
+    }
+
+    fn check_claims(&self, claims: &Map<String, Value>, now: u64) -> Result<VerifiedClaims, JwtError> {
+        let num = |name: &str| claims.get(name).and_then(Value::as_u64);
+        let exp = num("exp").ok_or(JwtError::MissingExpiry)?;
+        if exp.saturating_add(self.skew) <= now {
+            return Err(JwtError::Expired);
+        }
+        for name in ["nbf", "iat"] {
+            if let Some(t) = num(name) {
+                if t > now.saturating_add(self.skew) {
+                    return Err(JwtError::NotYetValid);
+                }
+            } else if claims.contains_key(name) {
+                return Err(JwtError::Malformed);
+            }
+        }
+        if claims.get("iss").and_then(Value::as_str) != Some(self.issuer.as_str()) {
+            return Err(JwtError::WrongIssuer);
+        }
+        if !self.audiences.is_empty() {
+            let ok = match claims.get("aud") {
+                Some(Value::String(a)) => self.audiences.iter().any(|x| x == a),
+                Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).any(|a| self.audiences.iter().any(|x| x == a)),
+                _ => false,
+            };
+            if !ok {
+                return Err(JwtError::WrongAudience);
+            }
+        }
+        let string = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_string);
+        let scopes = match claims.get(&self.claim_scopes) {
+            Some(Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
+            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+            _ => Vec::new(),
+        };
+        Ok(VerifiedClaims { exp, application: string(&self.claim_application), user: string(&self.claim_user), scopes })
+    }
+}

@@ -1,0 +1,299 @@
+//! Authentication and authorization: who is calling, and may they call this resource.
+//!
+//! Runs after routing, lifecycle and CORS (preflights never need a credential), for APIs
+//! with `auth` and resources whose auth type is not `none`; prototyped APIs skip it.
+//!
+//! - **Bearer JWT** (`Authorization: Bearer ...`): the token's unverified `iss` picks one of
+//!   the API's key managers, whose [`jwt::JwtVerifier`] checks it. Verified tokens are cached
+//!   (see [`TokenCache`]), so a repeated token costs a hash and a compare, not a signature.
+//! - **API key** from the configured header or query parameter: its SHA-256 is looked up,
+//!   then compared with the stored digest in constant time. (The lookup itself runs on the
+//!   digest of the attacker's input, which reveals nothing about stored keys.)
+//!
+//! The credential maps to an application (by client id or by key). Then, in order:
+//! application blocked (403), subscription when required (403), allowed domains (403),
+//! the resource's auth type (403), its scopes (403 `insufficient_scope`, RFC 6750 §3.1).
+//! A missing credential is 401 with `WWW-Authenticate: Bearer realm=...` and no error code;
+//! a bad one 401 `error="invalid_token"`.
+
+pub mod jwt;
+
+use crate::config::AuthType;
+use crate::verdict::{ProblemCode, Rejection};
+use http::header::{self, HeaderName, HeaderValue};
+use http::request::Parts;
+use jwt::{JwtError, JwtVerifier, VerifiedClaims};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::{Arc, RwLock};
+use subtle::ConstantTimeEq;
+
+/// A compiled key manager: its verifier and its (durable) cache.
+#[derive(Debug)]
+pub struct KeyManager {
+    pub name: Arc<str>,
+    pub verifier: JwtVerifier,
+    pub cache: Arc<TokenCache>,
+    pub cache_ttl: u64,
+}
+
+/// A consumer application.
+#[derive(Debug)]
+pub struct Application {
+    pub id: Arc<str>,
+    pub blocked: bool,
+    /// Hosts (`app.example`) and suffixes (`.app.example` for `*.app.example`).
+    pub allowed_domains: Vec<String>,
+    /// API name → tier.
+    pub subscriptions: HashMap<String, Arc<str>>,
+}
+
+/// Every application, indexed for the request path.
+#[derive(Debug, Default)]
+pub struct Applications {
+    pub apps: Vec<Application>,
+    pub by_client_id: HashMap<String, u32>,
+    pub by_key_digest: HashMap<[u8; 32], u32>,
+}
+
+/// An API's authentication settings.
+#[derive(Debug)]
+pub struct ApiAuth {
+    /// Indices into the snapshot's key managers.
+    pub key_managers: Vec<u32>,
+    pub api_key_header: Option<HeaderName>,
+    pub api_key_query: Option<String>,
+    pub require_subscription: bool,
+    pub forward_credentials: bool,
+}
+
+/// Who is calling, once authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub application: Option<u32>,
+    pub user: Option<String>,
+    pub scopes: Vec<String>,
+    /// The subscription's tier for this API, when there is one.
+    pub tier: Option<Arc<str>>,
+    pub via_api_key: bool,
+}
+
+/// What authentication needs from the snapshot.
+pub struct AuthContext<'a> {
+    pub api_name: &'a str,
+    pub auth: &'a ApiAuth,
+    pub key_managers: &'a [KeyManager],
+    pub applications: &'a Applications,
+    pub auth_type: AuthType,
+    pub scopes: &'a [String],
+}
+
+/// Authenticates and authorizes a request. `now` is Unix seconds.
+pub fn authenticate(cx: &AuthContext<'_>, parts: &Parts, now: u64) -> Result<Principal, Rejection> {
+    let realm = cx.api_name;
+    let mut principal = match credential(cx, parts) {
+        Credential::None => return Err(missing(realm)),
+        Credential::Malformed => return Err(invalid(realm, ProblemCode::AuthInvalidToken, "the Authorization header is not a Bearer token")),
+        Credential::Bearer(token) => from_token(cx, token, now).map_err(|e| invalid(realm, ProblemCode::AuthInvalidToken, &e.to_string()))?,
+        Credential::ApiKey(key) => from_api_key(cx, key).ok_or_else(|| invalid(realm, ProblemCode::AuthInvalidApiKey, "the API key is not valid"))?,
+    };
+    authorize(cx, parts, &mut principal)?;
+    Ok(principal)
+}
+
+enum Credential<'a> {
+    None,
+    Malformed,
+    Bearer(&'a str),
+    ApiKey(&'a str),
+}
+
+fn credential<'a>(cx: &AuthContext<'_>, parts: &'a Parts) -> Credential<'a> {
+    if let Some(v) = parts.headers.get(header::AUTHORIZATION) {
+        let Ok(v) = v.to_str() else { return Credential::Malformed };
+        let Some((scheme, token)) = v.split_once(' ') else { return Credential::Malformed };
+        if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() || cx.auth.key_managers.is_empty() {
+            return Credential::Malformed;
+        }
+        return Credential::Bearer(token.trim());
+    }
+    if let Some(name) = &cx.auth.api_key_header {
+        if let Some(v) = parts.headers.get(name).and_then(|v| v.to_str().ok()) {
+            return Credential::ApiKey(v);
+        }
+    }
+    if let (Some(param), Some(query)) = (&cx.auth.api_key_query, parts.uri.query()) {
+        for pair in query.split('&') {
+            if let Some((k, v)) = pair.split_once('=') {
+                if k == param {
+                    return Credential::ApiKey(v);
+                }
+            }
+        }
+    }
+    Credential::None
+}
+
+fn from_token(cx: &AuthContext<'_>, token: &str, now: u64) -> Result<Principal, JwtError> {
+    let issuer = JwtVerifier::peek_issuer(token).ok_or(JwtError::Malformed)?;
+    let km = cx
+        .auth
+        .key_managers
+        .iter()
+        .filter_map(|i| cx.key_managers.get(*i as usize))
+        .find(|km| km.verifier.issuer == issuer)
+        .ok_or(JwtError::WrongIssuer)?;
+    let claims = match km.cache.get(token, now) {
+        Some(c) => c,
+        None => {
+            let verified = Arc::new(km.verifier.verify(token, now)?);
+            km.cache.insert(token, verified.clone(), verified.exp.min(now.saturating_add(km.cache_ttl)), now);
+            verified
+        }
+    };
+    let application = claims.application.as_deref().and_then(|c| cx.applications.by_client_id.get(c)).copied();
+    // A user token names a user distinct from the client it was issued to.
+    let user = claims.user.clone().filter(|u| Some(u.as_str()) != claims.application.as_deref());
+    Ok(Principal { application, user, scopes: claims.scopes.clone(), tier: None, via_api_key: false })
+}
+
+fn from_api_key(cx: &AuthContext<'_>, key: &str) -> Option<Principal> {
+    let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+    let (stored, app) = cx.applications.by_key_digest.get_key_value(&digest)?;
+    if !bool::from(stored.ct_eq(&digest)) {
+        return None;
+    }
+    Some(Principal { application: Some(*app), user: None, scopes: Vec::new(), tier: None, via_api_key: true })
+}
+
+fn authorize(cx: &AuthContext<'_>, parts: &Parts, p: &mut Principal) -> Result<(), Rejection> {
+    let app = p.application.and_then(|i| cx.applications.apps.get(i as usize));
+    if let Some(app) = app {
+        if app.blocked {
+            return Err(Rejection::new(ProblemCode::AuthApplicationBlocked, "the calling application is blocked"));
+        }
+        p.tier = app.subscriptions.get(cx.api_name).cloned();
+        if !app.allowed_domains.is_empty() && !domain_allowed(&app.allowed_domains, parts) {
+            return Err(Rejection::new(ProblemCode::AuthDomainNotAllowed, "requests from this origin are not allowed for the application"));
+        }
+    }
+    if cx.auth.require_subscription && p.tier.is_none() {
+        return Err(Rejection::new(ProblemCode::AuthNotSubscribed, "the calling application is not subscribed to this API"));
+    }
+    let type_ok = match cx.auth_type {
+        AuthType::None | AuthType::Any => true,
+        AuthType::Application => p.user.is_none(),
+        AuthType::ApplicationUser => p.user.is_some(),
+    };
+    if !type_ok {
+        let what = if cx.auth_type == AuthType::Application { "an application credential" } else { "a token on behalf of a user" };
+        return Err(Rejection::new(ProblemCode::AuthWrongCredentialType, format!("this resource needs {what}")));
+    }
+    let missing: Vec<&str> = cx.scopes.iter().filter(|s| !p.scopes.iter().any(|t| t == *s)).map(String::as_str).collect();
+    if !missing.is_empty() {
+        let all = cx.scopes.join(" ");
+        let mut r = Rejection::new(ProblemCode::AuthInsufficientScope, format!("missing scope(s): {}", missing.join(" ")));
+        if let Ok(v) = HeaderValue::from_str(&format!("Bearer realm=\"{}\", error=\"insufficient_scope\", scope=\"{all}\"", cx.api_name)) {
+            r = r.with_header(header::WWW_AUTHENTICATE, v);
+        }
+        return Err(r);
+    }
+    Ok(())
+}
+
+fn domain_allowed(allowed: &[String], parts: &Parts) -> bool {
+    let source = parts.headers.get(header::ORIGIN).or_else(|| parts.headers.get(header::REFERER));
+    let Some(host) = source.and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<http::Uri>().ok()).and_then(|u| u.host().map(str::to_ascii_lowercase)) else {
+        return false;
+    };
+    allowed.iter().any(|d| match d.strip_prefix('.') {
+        Some(suffix) => host.ends_with(&format!(".{suffix}")),
+        None => host == *d,
+    })
+}
+
+fn missing(realm: &str) -> Rejection {
+    let mut r = Rejection::new(ProblemCode::AuthMissing, "this resource needs a credential");
+    if let Ok(v) = HeaderValue::from_str(&format!("Bearer realm=\"{realm}\"")) {
+        r = r.with_header(header::WWW_AUTHENTICATE, v);
+    }
+    r
+}
+
+fn invalid(realm: &str, code: ProblemCode, detail: &str) -> Rejection {
+    let mut r = Rejection::new(code, detail.to_string());
+    let value = format!("Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{}\"", detail.replace('"', "'"));
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        r = r.with_header(header::WWW_AUTHENTICATE, v);
+    }
+    r
+}
+
+/// Verified tokens, until their expiry (capped by the key manager's `cache_ttl`).
+///
+/// Keyed by a 64-bit hash of the token with the whole token kept in the entry and compared
+/// on a hit, so a hash collision can never hand one caller another's identity. Sixteen
+/// shards, each a `RwLock<HashMap>` held only for the lookup (never across an await).
+/// Bounded: a full shard first drops expired entries, then, if still full, is cleared,
+/// an approximation that costs re-verifications under churn but never unbounded memory.
+/// Lives in [`crate::state::Durable`], so a reload with an unchanged key manager keeps it.
+#[derive(Debug)]
+pub struct TokenCache {
+    shards: Vec<RwLock<HashMap<u64, CachedToken>>>,
+    per_shard: usize,
+    hasher: ahash::RandomState,
+}
+
+#[derive(Debug)]
+struct CachedToken {
+    token: Box<str>,
+    claims: Arc<VerifiedClaims>,
+    expires: u64,
+}
+
+const SHARDS: usize = 16;
+
+impl TokenCache {
+    pub fn new(capacity: usize) -> Self {
+        TokenCache {
+            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            per_shard: capacity.div_ceil(SHARDS).max(1),
+            hasher: ahash::RandomState::new(),
+        }
+    }
+
+    fn key(&self, token: &str) -> u64 {
+        self.hasher.hash_one(token)
+    }
+
+    pub fn get(&self, token: &str, now: u64) -> Option<Arc<VerifiedClaims>> {
+        let k = self.key(token);
+        let shard = self.shards[(k as usize) % SHARDS].read().unwrap_or_else(|p| p.into_inner());
+        let e = shard.get(&k)?;
+        (e.expires > now && &*e.token == token).then(|| e.claims.clone())
+    }
+
+    pub fn insert(&self, token: &str, claims: Arc<VerifiedClaims>, expires: u64, now: u64) {
+        let k = self.key(token);
+        let mut shard = self.shards[(k as usize) % SHARDS].write().unwrap_or_else(|p| p.into_inner());
+        if shard.len() >= self.per_shard {
+            shard.retain(|_, e| e.expires > now);
+            if shard.len() >= self.per_shard {
+                shard.clear();
+            }
+        }
+        shard.insert(k, CachedToken { token: token.into(), claims, expires });
+    }
+
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.read().map(|m| m.len()).unwrap_or(0)).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests;

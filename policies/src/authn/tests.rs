@@ -1,0 +1,309 @@
+use super::jwt::*;
+use super::*;
+use crate::config::{parse, Format};
+use crate::state::Durable;
+use base64::Engine;
+use jsonwebtoken::{encode, Algorithm, DecodingKey, EncodingKey, Header};
+use ring::rand::SystemRandom;
+use ring::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use serde_json::json;
+
+const NOW: u64 = 1_800_000_000;
+const ISS: &str = "https://idp.example/";
+const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef-hs256";
+
+struct Keys {
+    ec_private: Vec<u8>,
+    ec_public: Vec<u8>,
+    ed_private: Vec<u8>,
+    ed_public: Vec<u8>,
+}
+
+fn keys() -> Keys {
+    let rng = SystemRandom::new();
+    let ec = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    let ec_pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, ec.as_ref(), &rng).unwrap();
+    let ed = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+    let ed_pair = Ed25519KeyPair::from_pkcs8(ed.as_ref()).unwrap();
+    Keys {
+        ec_private: ec.as_ref().to_vec(),
+        ec_public: ec_pair.public_key().as_ref().to_vec(),
+        ed_private: ed.as_ref().to_vec(),
+        ed_public: ed_pair.public_key().as_ref().to_vec(),
+    }
+}
+
+fn verifier(k: &Keys) -> JwtVerifier {
+    JwtVerifier::new(
+        ISS.into(),
+        vec!["orders".into()],
+        vec![Algorithm::ES256, Algorithm::EdDSA, Algorithm::HS256],
+        vec![
+            VerifyKey { kid: Some("ec1".into()), algorithms: vec![Algorithm::ES256], key: DecodingKey::from_ec_der(&k.ec_public) },
+            VerifyKey { kid: Some("ed1".into()), algorithms: vec![Algorithm::EdDSA], key: DecodingKey::from_ed_der(&k.ed_public) },
+            VerifyKey { kid: Some("hs1".into()), algorithms: vec![Algorithm::HS256], key: DecodingKey::from_secret(SECRET) },
+        ],
+        30,
+        8192,
+        "azp".into(),
+        "sub".into(),
+        "scope".into(),
+    )
+}
+
+fn claims() -> serde_json::Value {
+    json!({ "iss": ISS, "aud": "orders", "exp": NOW + 600, "iat": NOW - 10, "azp": "mobile-client", "sub": "alice", "scope": "order:read order:write" })
+}
+
+fn sign(alg: Algorithm, kid: &str, k: &Keys, c: &serde_json::Value) -> String {
+    let mut h = Header::new(alg);
+    h.kid = Some(kid.into());
+    let key = match alg {
+        Algorithm::ES256 => EncodingKey::from_ec_der(&k.ec_private),
+        Algorithm::EdDSA => EncodingKey::from_ed_der(&k.ed_private),
+        _ => EncodingKey::from_secret(SECRET),
+    };
+    encode(&h, c, &key).unwrap()
+}
+
+fn b64(v: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v)
+}
+
+/// A token with a hand-made header and payload and an arbitrary signature.
+fn forge(header: serde_json::Value, payload: &serde_json::Value, sig: &[u8]) -> String {
+    format!("{}.{}.{}", b64(header.to_string().as_bytes()), b64(payload.to_string().as_bytes()), b64(sig))
+}
+
+#[test]
+fn valid_tokens_of_each_algorithm() {
+    let k = keys();
+    let v = verifier(&k);
+    for (alg, kid) in [(Algorithm::ES256, "ec1"), (Algorithm::EdDSA, "ed1"), (Algorithm::HS256, "hs1")] {
+        let got = v.verify(&sign(alg, kid, &k, &claims()), NOW).unwrap_or_else(|e| panic!("{alg:?}: {e}"));
+        assert_eq!(got.application.as_deref(), Some("mobile-client"));
+        assert_eq!(got.user.as_deref(), Some("alice"));
+        assert_eq!(got.scopes, vec!["order:read", "order:write"]);
+        assert_eq!(got.exp, NOW + 600);
+    }
+}
+
+#[test]
+fn time_issuer_and_audience_rules() {
+    let k = keys();
+    let v = verifier(&k);
+    let with = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut c = claims();
+        f(&mut c);
+        v.verify(&sign(Algorithm::ES256, "ec1", &k, &c), NOW)
+    };
+    assert_eq!(with(&|c| c["exp"] = json!(NOW - 31)), Err(JwtError::Expired));
+    assert!(with(&|c| c["exp"] = json!(NOW - 29)).is_ok(), "within clock skew");
+    assert_eq!(with(&|c| { c.as_object_mut().unwrap().remove("exp"); }), Err(JwtError::MissingExpiry));
+    assert_eq!(with(&|c| c["nbf"] = json!(NOW + 60)), Err(JwtError::NotYetValid));
+    assert_eq!(with(&|c| c["iat"] = json!(NOW + 60)), Err(JwtError::NotYetValid));
+    assert_eq!(with(&|c| c["iss"] = json!("https://idp.example")), Err(JwtError::WrongIssuer), "exact match");
+    assert_eq!(with(&|c| c["aud"] = json!("billing")), Err(JwtError::WrongAudience));
+    assert!(with(&|c| c["aud"] = json!(["billing", "orders"])).is_ok());
+    assert_eq!(with(&|c| { c.as_object_mut().unwrap().remove("aud"); }), Err(JwtError::WrongAudience));
+}
+
+#[test]
+fn alg_none_in_every_spelling_and_unlisted_algorithms_are_refused() {
+    let k = keys();
+    let v = verifier(&k);
+    for alg in ["none", "None", "NONE", "nOnE", ""] {
+        let t = forge(json!({ "alg": alg, "kid": "ec1" }), &claims(), b"");
+        assert_eq!(v.verify(&t, NOW), Err(JwtError::AlgorithmNotAllowed), "{alg}");
+        let t = format!("{}.{}.", b64(json!({ "alg": alg }).to_string().as_bytes()), b64(claims().to_string().as_bytes()));
+        assert_eq!(v.verify(&t, NOW), Err(JwtError::AlgorithmNotAllowed), "{alg} unsigned");
+    }
+    let mut h = Header::new(Algorithm::HS384);
+    h.kid = Some("hs1".into());
+    let t = encode(&h, &claims(), &EncodingKey::from_secret(SECRET)).unwrap();
+    assert_eq!(v.verify(&t, NOW), Err(JwtError::AlgorithmNotAllowed));
+}
+
+#[test]
+fn hs256_signed_with_the_public_key_never_verifies() {
+    let k = keys();
+    let v = verifier(&k);
+    // The classic confusion: HMAC keyed with the EC public key, kid of the EC key.
+    let mut h = Header::new(Algorithm::HS256);
+    h.kid = Some("ec1".into());
+    let t = encode(&h, &claims(), &EncodingKey::from_secret(&k.ec_public)).unwrap();
+    assert_eq!(v.verify(&t, NOW), Err(JwtError::UnknownKey));
+    // Without kid every HS256 key is tried: the real secret does not match.
+    let t = encode(&Header::new(Algorithm::HS256), &claims(), &EncodingKey::from_secret(&k.ec_public)).unwrap();
+    assert_eq!(v.verify(&t, NOW), Err(JwtError::BadSignature));
+}
+
+#[test]
+fn forged_tampered_and_malformed_tokens() {
+    let k = keys();
+    let v = verifier(&k);
+    let good = sign(Algorithm::ES256, "ec1", &k, &claims());
+    let parts: Vec<&str> = good.split('.').collect();
+
+    assert_eq!(v.verify(&sign(Algorithm::ES256, "nope", &k, &claims()), NOW), Err(JwtError::UnknownKey));
+    let mut evil = claims();
+    evil["scope"] = json!("admin");
+    let tampered = format!("{}.{}.{}", parts[0], b64(evil.to_string().as_bytes()), parts[2]);
+    assert_eq!(v.verify(&tampered, NOW), Err(JwtError::BadSignature));
+    let stripped = format!("{}.{}.", parts[0], parts[1]);
+    assert_eq!(v.verify(&stripped, NOW), Err(JwtError::BadSignature));
+    let zeros = format!("{}.{}.{}", parts[0], parts[1], b64(&[0u8; 64]));
+    assert_eq!(v.verify(&zeros, NOW), Err(JwtError::BadSignature), "ECDSA signature of zeros");
+
+    for bad in ["", "abc", "a.b", "a.b.c.d", "a.b.c.d.e", &format!("{}.{}", parts[0], parts[1]), "!!!.@@@.###"] {
+        assert_eq!(v.verify(bad, NOW), Err(JwtError::Malformed), "{bad:?}");
+    }
+    let jwe = format!("{}.{}.{}.{}.{}", parts[0], parts[1], parts[2], parts[1], parts[2]);
+    assert_eq!(v.verify(&jwe, NOW), Err(JwtError::Malformed));
+    let big = format!("{}.{}.{}", parts[0], b64(&vec![b'a'; 9000]), parts[2]);
+    assert_eq!(v.verify(&big, NOW), Err(JwtError::TooLarge));
+    for header in [json!({ "alg": "ES256", "kid": "ec1", "crit": ["exp"] }), json!({ "alg": "ES256", "enc": "A256GCM" }), json!({ "alg": "ES256", "b64": false })] {
+        assert_eq!(v.verify(&forge(header, &claims(), b"x"), NOW), Err(JwtError::UnsupportedHeader));
+    }
+    // jku/x5u/jwk are ignored: the embedded key is not trusted, the configured one decides.
+    let other = keys();
+    let mut h = Header::new(Algorithm::ES256);
+    h.kid = Some("ec1".into());
+    h.jku = Some("http://127.0.0.1:1/evil.json".into());
+    let t = encode(&h, &claims(), &EncodingKey::from_ec_der(&other.ec_private)).unwrap();
+    assert_eq!(v.verify(&t, NOW), Err(JwtError::BadSignature));
+}
+
+#[test]
+fn token_cache_is_exact_and_expires() {
+    let cache = TokenCache::new(32);
+    let c = Arc::new(VerifiedClaims { exp: NOW + 60, application: None, user: Some("u".into()), scopes: vec![] });
+    cache.insert("tok-a", c.clone(), NOW + 60, NOW);
+    assert_eq!(cache.get("tok-a", NOW).as_deref(), Some(&*c));
+    assert!(cache.get("tok-b", NOW).is_none());
+    assert!(cache.get("tok-a", NOW + 60).is_none(), "expired at exp");
+    for i in 0..1000 {
+        cache.insert(&format!("t{i}"), c.clone(), NOW + 60, NOW);
+    }
+    assert!(cache.len() <= 32 + 16, "bounded: {}", cache.len());
+}
+
+fn snapshot_with(extra_env: &str) -> crate::Snapshot {
+    let yaml = format!(
+        r#"
+key_managers:
+  - {{ type: jwt, name: idp, issuer: "{ISS}", audiences: [orders], algorithms: [HS256], keys: [{{ kid: hs1, alg: HS256, secret_env: {extra_env} }}] }}
+applications:
+  - {{ id: mobile, client_ids: [mobile-client], subscriptions: [{{ api: orders, tier: Gold }}] }}
+  - {{ id: partner, client_ids: [partner-client], api_keys: [{{ sha256: "{}" }}], allowed_domains: ["*.partner.example"], subscriptions: [{{ api: orders, tier: Silver }}] }}
+  - {{ id: stranger, client_ids: [stranger-client] }}
+  - {{ id: banned, client_ids: [banned-client], blocked: true, subscriptions: [{{ api: orders, tier: Gold }}] }}
+apis:
+  - name: orders
+    context: /orders
+    version: v1
+    auth: {{ key_managers: [idp], api_keys: {{ header: apikey }}, require_subscription: true }}
+    resources:
+      - {{ path: /menu, auth: none, mock: {{ body: menu }} }}
+      - {{ path: "/order/{{id}}", methods: [GET, PUT], scopes: [order:write], mock: {{ body: order }} }}
+      - {{ path: "/admin/*", auth: application_user, scopes: [admin], mock: {{ body: admin }} }}
+      - {{ path: /app, auth: application, mock: {{ body: app }} }}
+"#,
+        hex::encode(sha2::Sha256::digest(b"partner-secret-key"))
+    );
+    std::env::set_var(extra_env, std::str::from_utf8(SECRET).unwrap());
+    crate::compile(&parse(yaml.as_bytes(), Format::Yaml).unwrap(), &Durable::new()).unwrap()
+}
+
+fn request(path: &str, headers: &[(&str, &str)]) -> http::request::Parts {
+    let mut b = http::Request::get(path);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(()).unwrap().into_parts().0
+}
+
+fn hs(c: serde_json::Value) -> String {
+    let mut h = Header::new(Algorithm::HS256);
+    h.kid = Some("hs1".into());
+    encode(&h, &c, &EncodingKey::from_secret(SECRET)).unwrap()
+}
+
+fn check(s: &crate::Snapshot, path: &str, headers: &[(&str, &str)]) -> Result<Option<Principal>, Rejection> {
+    let parts = request(path, headers);
+    let plan = s.plan(&parts, path).map_err(|r| r.rejection)?;
+    s.authenticate(&parts, &plan, NOW)
+}
+
+#[test]
+fn applications_subscriptions_scopes_and_auth_types() {
+    let s = snapshot_with("AUTHN_TEST_SECRET_1");
+    let bearer = |c: serde_json::Value| format!("Bearer {}", hs(c));
+    let code = |r: Result<Option<Principal>, Rejection>| r.map(|_| ()).map_err(|e| e.code);
+
+    assert_eq!(code(check(&s, "/orders/v1/menu", &[])), Ok(()));
+    let missing = check(&s, "/orders/v1/order/1", &[]).unwrap_err();
+    assert_eq!(missing.code, ProblemCode::AuthMissing);
+    assert_eq!(missing.headers[0].1, "Bearer realm=\"orders\"");
+
+    let p = check(&s, "/orders/v1/order/1", &[("authorization", &bearer(claims()))]).unwrap().unwrap();
+    assert_eq!(p.tier.as_deref(), Some("Gold"));
+    assert_eq!(p.user.as_deref(), Some("alice"));
+
+    let mut no_scope = claims();
+    no_scope["scope"] = json!("order:read");
+    let r = check(&s, "/orders/v1/order/1", &[("authorization", &bearer(no_scope))]).unwrap_err();
+    assert_eq!(r.code, ProblemCode::AuthInsufficientScope);
+    assert_eq!(r.headers[0].1, "Bearer realm=\"orders\", error=\"insufficient_scope\", scope=\"order:write\"");
+
+    let mut stranger = claims();
+    stranger["azp"] = json!("stranger-client");
+    assert_eq!(code(check(&s, "/orders/v1/order/1", &[("authorization", &bearer(stranger))])), Err(ProblemCode::AuthNotSubscribed));
+    let mut unknown = claims();
+    unknown["azp"] = json!("nobody");
+    assert_eq!(code(check(&s, "/orders/v1/order/1", &[("authorization", &bearer(unknown))])), Err(ProblemCode::AuthNotSubscribed));
+    let mut banned = claims();
+    banned["azp"] = json!("banned-client");
+    assert_eq!(code(check(&s, "/orders/v1/order/1", &[("authorization", &bearer(banned))])), Err(ProblemCode::AuthApplicationBlocked));
+
+    // A client-credentials token (sub == azp) is an application token.
+    let mut app_token = claims();
+    app_token["sub"] = json!("mobile-client");
+    app_token["scope"] = json!("admin");
+    assert_eq!(code(check(&s, "/orders/v1/admin/x", &[("authorization", &bearer(app_token.clone()))])), Err(ProblemCode::AuthWrongCredentialType));
+    assert_eq!(code(check(&s, "/orders/v1/app", &[("authorization", &bearer(app_token))])), Ok(()));
+    let mut user_admin = claims();
+    user_admin["scope"] = json!("admin");
+    assert_eq!(code(check(&s, "/orders/v1/admin/x", &[("authorization", &bearer(user_admin))])), Ok(()));
+    assert_eq!(code(check(&s, "/orders/v1/app", &[("authorization", &bearer(claims()))])), Err(ProblemCode::AuthWrongCredentialType));
+
+    let bad = check(&s, "/orders/v1/order/1", &[("authorization", "Bearer not.a.jwt")]).unwrap_err();
+    assert_eq!(bad.code, ProblemCode::AuthInvalidToken);
+    assert!(bad.headers[0].1.to_str().unwrap().starts_with("Bearer realm=\"orders\", error=\"invalid_token\", error_description="));
+    assert_eq!(code(check(&s, "/orders/v1/order/1", &[("authorization", "Basic dXNlcjpwYXNz")])), Err(ProblemCode::AuthInvalidToken));
+}
+
+#[test]
+fn api_keys_and_allowed_domains() {
+    let s = snapshot_with("AUTHN_TEST_SECRET_2");
+    let code = |r: Result<Option<Principal>, Rejection>| r.map(|p| p.map(|p| p.via_api_key)).map_err(|e| e.code);
+    let key = ("apikey", "partner-secret-key");
+    assert_eq!(code(check(&s, "/orders/v1/app", &[key, ("origin", "https://shop.partner.example")])), Ok(Some(true)));
+    assert_eq!(code(check(&s, "/orders/v1/app", &[key, ("referer", "https://a.b.partner.example/page")])), Ok(Some(true)));
+    assert_eq!(code(check(&s, "/orders/v1/app", &[key, ("origin", "https://partner.example.evil")])), Err(ProblemCode::AuthDomainNotAllowed));
+    assert_eq!(code(check(&s, "/orders/v1/app", &[key])), Err(ProblemCode::AuthDomainNotAllowed));
+    assert_eq!(code(check(&s, "/orders/v1/app", &[("apikey", "wrong")])), Err(ProblemCode::AuthInvalidApiKey));
+    // Scopes come only from tokens: an API key cannot call a scoped resource.
+    assert_eq!(code(check(&s, "/orders/v1/order/1", &[key, ("origin", "https://x.partner.example")])), Err(ProblemCode::AuthInsufficientScope));
+}
+
+#[test]
+fn verified_tokens_are_cached_and_reloads_keep_the_cache() {
+    let durable = Durable::new();
+    std::env::set_var("AUTHN_TEST_SECRET_3", std::str::from_utf8(SECRET).unwrap());
+    let yaml = format!("key_managers: [{{ type: jwt, name: idp, issuer: \"{ISS}\", algorithms: [HS256], keys: [{{ alg: HS256, secret_env: AUTHN_TEST_SECRET_3 }}] }}]\napis: []\n");
+    let spec = parse(yaml.as_bytes(), Format::Yaml).unwrap();
+    let a = crate::compile(&spec, &durable).unwrap();
+    let b = crate::compile(&spec, &durable).unwrap();
+    assert!(Arc::ptr_eq(&a.key_managers[0].cache, &b.key_managers[0].cache));
+}
