@@ -29,6 +29,8 @@ struct Line<'a> {
     status: u16,
     api: Option<&'a str>,
     resource: Option<&'a str>,
+    /// The calling application's id, when a credential named one.
+    application: Option<&'a str>,
     upstream: Option<&'a str>,
     attempts: u32,
     duration_ms: f64,
@@ -72,6 +74,12 @@ impl AccessLog {
             status,
             api: api.map(|a| &*a.name),
             resource,
+            application: ctx
+                .principal
+                .as_ref()
+                .and_then(|p| p.application)
+                .and_then(|i| ctx.snapshot.applications.apps.get(i as usize))
+                .map(|a| &*a.id),
             upstream: ctx.target().map(|t| t.url.as_str()),
             attempts: ctx.attempts,
             duration_ms: elapsed.as_secs_f64() * 1000.0,

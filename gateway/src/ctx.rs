@@ -27,6 +27,8 @@ pub struct RequestCtx {
     pub upstream_elapsed: Option<Duration>,
     /// The problem code when the gateway answered itself.
     pub problem: Option<ProblemCode>,
+    /// Who is calling, when the resource required a credential.
+    pub principal: Option<policies::authn::Principal>,
 }
 
 impl RequestCtx {
@@ -45,6 +47,7 @@ impl RequestCtx {
             upstream_sent: None,
             upstream_elapsed: None,
             problem: None,
+            principal: None,
         }
     }
 

@@ -85,6 +85,15 @@ impl ProxyHttp for Gateway {
             Ok(plan) => {
                 ctx.api = Some(plan.api);
                 ctx.resource = plan.resource;
+                if !matches!(plan.action, Action::Preflight(_)) {
+                    match ctx.snapshot.authenticate(req, &plan, unix_now()) {
+                        Ok(principal) => ctx.principal = principal,
+                        Err(rejection) => {
+                            respond::reject(session, ctx, rejection).await?;
+                            return Ok(true);
+                        }
+                    }
+                }
                 match plan.action {
                     Action::Proxy => {
                         ctx.normalized_path = owned_path;
@@ -178,7 +187,11 @@ impl ProxyHttp for Gateway {
         // Path: the normalised one, minus context and version, under the target's base path.
         let full = ctx.normalized_path.as_deref().unwrap_or(up.uri.path());
         let rest = if api.strip_context { &full[plan.rest_start..] } else { full };
-        let rewritten = ctx.normalized_path.is_some() || api.strip_context || !target.base_path.is_empty();
+        // An API key sent as a query parameter is removed before forwarding (unless the API
+        // forwards credentials), like the Authorization header below.
+        let strip_query_key = api.auth.as_ref().filter(|a| !a.forward_credentials).and_then(|a| a.api_key_query.as_deref());
+        let query_has_key = strip_query_key.is_some_and(|k| up.uri.query().is_some_and(|q| q.split('&').any(|p| p.split('=').next() == Some(k))));
+        let rewritten = ctx.normalized_path.is_some() || api.strip_context || !target.base_path.is_empty() || query_has_key;
         if rewritten {
             let mut p = String::with_capacity(target.base_path.len() + rest.len() + 1 + up.uri.query().map_or(0, |q| q.len() + 1));
             p.push_str(&target.base_path);
@@ -188,8 +201,12 @@ impl ProxyHttp for Gateway {
                 p.push_str(rest);
             }
             if let Some(q) = up.uri.query() {
-                p.push('?');
-                p.push_str(q);
+                let mut first = true;
+                for pair in q.split('&').filter(|pair| !query_has_key || pair.split('=').next() != strip_query_key) {
+                    p.push(if first { '?' } else { '&' });
+                    p.push_str(pair);
+                    first = false;
+                }
             }
             let uri = http::Uri::try_from(p).map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "rewritten path", e))?;
             up.set_uri(uri);
@@ -214,6 +231,12 @@ impl ProxyHttp for Gateway {
             }
             let _ = std::fmt::Write::write_fmt(&mut xff, format_args!("{}", addr.ip()));
             up.insert_header(X_FORWARDED_FOR_CASE, xff)?;
+        }
+        if let Some(auth) = api.auth.as_ref().filter(|a| !a.forward_credentials) {
+            up.remove_header(&header::AUTHORIZATION);
+            if let Some(name) = &auth.api_key_header {
+                up.remove_header(name);
+            }
         }
         let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         up.insert_header(X_FORWARDED_PROTO_CASE, HeaderValue::from_static(if tls { "https" } else { "http" }))?;
@@ -301,6 +324,11 @@ impl Gateway {
             }
         }
     }
+}
+
+/// Seconds since the Unix epoch: the clock of token expiry checks.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// Maps a Pingora error to the problem answered to the client; `None` when the client

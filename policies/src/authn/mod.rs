@@ -25,7 +25,6 @@ use http::request::Parts;
 use jwt::{JwtError, JwtVerifier, VerifiedClaims};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::hash::BuildHasher;
 use std::sync::{Arc, RwLock};
 use subtle::ConstantTimeEq;
 

@@ -1,0 +1,188 @@
+//! Authentication and authorization through the real gateway: JWTs (tokens minted here with
+//! jsonwebtoken, and tokens minted independently by Python's `cryptography` for the shared
+//! bench in ../shared/bench/keys), API keys, subscriptions, scopes, credential stripping.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+use common::*;
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use serde_json::json;
+use std::path::PathBuf;
+
+const ISS: &str = "https://idp.example/";
+const HS_SECRET: &str = "gateway-test-hs256-secret-of-32-bytes-or-more";
+
+fn bench_keys() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/bench/keys");
+    assert!(dir.join("token_rs256.txt").exists(), "the shared bench keys are expected beside the checkout at {}", dir.display());
+    dir
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+fn token(claims: serde_json::Value) -> String {
+    let mut h = Header::new(Algorithm::HS256);
+    h.kid = Some("hs1".into());
+    encode(&h, &claims, &EncodingKey::from_secret(HS_SECRET.as_bytes())).unwrap()
+}
+
+fn claims() -> serde_json::Value {
+    json!({ "iss": ISS, "aud": "orders", "exp": now() + 600, "azp": "mobile-client", "sub": "alice", "scope": "order:write" })
+}
+
+fn config(up: &TestUpstream) -> String {
+    let k = bench_keys();
+    format!(
+        r#"access_log: {{ enabled: true, path: stdout }}
+listeners: [{{ address: "127.0.0.1:{{port}}" }}]
+admin: {{ address: "127.0.0.1:{{admin}}" }}
+key_managers:
+  - type: jwt
+    name: idp
+    issuer: "{ISS}"
+    audiences: [orders]
+    algorithms: [HS256]
+    keys: [{{ kid: hs1, alg: HS256, secret_env: TEST_IDP_SECRET }}]
+  - type: jwt
+    name: bench
+    issuer: https://idp.bench.local
+    audiences: [bench-api]
+    algorithms: [RS256, ES256, EdDSA, HS256]
+    keys:
+      - {{ kid: k1, alg: RS256, pem_file: "{k}/jwt_rs256_pub.pem" }}
+      - {{ kid: k1, alg: ES256, pem_file: "{k}/jwt_es256_pub.pem" }}
+      - {{ kid: k1, alg: EdDSA, pem_file: "{k}/jwt_eddsa_pub.pem" }}
+      - {{ kid: k1, alg: HS256, secret_file: "{k}/hs256.secret" }}
+    claims: {{ application: sub }}
+applications:
+  - {{ id: mobile, client_ids: [mobile-client], subscriptions: [{{ api: orders, tier: Gold }}] }}
+  - {{ id: partner, api_keys: [{{ sha256: "45f05d20999bb4742e828f14f49dce6501ef026ea1e6ef8451786c14d444201b" }}], subscriptions: [{{ api: orders, tier: Silver }}] }}
+  - {{ id: bench-user, client_ids: [user-42], subscriptions: [{{ api: bench, tier: Gold }}] }}
+apis:
+  - name: orders
+    context: /orders
+    version: v1
+    endpoint: {{ targets: [{{ url: "{up}" }}] }}
+    cors: {{ allow_origins: ["https://app.example"], allow_methods: [GET, PUT], allow_headers: [authorization] }}
+    auth: {{ key_managers: [idp], api_keys: {{ header: apikey, query: api_key }}, require_subscription: true }}
+    resources:
+      - {{ path: /menu, methods: [GET], auth: none }}
+      - {{ path: "/order/{{id}}", methods: [GET, PUT], scopes: [order:write] }}
+      - {{ path: /catalog, methods: [GET], auth: application }}
+  - name: bench
+    context: /bench
+    version: v1
+    endpoint: {{ targets: [{{ url: "{up}" }}] }}
+    auth: {{ key_managers: [bench], require_subscription: true, forward_credentials: true }}
+    resources: [{{ path: "/*", methods: [GET], scopes: [read] }}]
+"#,
+        k = k.display(),
+        up = up.url()
+    )
+}
+
+fn start(up: &TestUpstream) -> TestGateway {
+    TestGateway::start_with(&config(up), &[("TEST_IDP_SECRET", HS_SECRET)], "gateway.yaml")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bearer_tokens_are_verified_and_stripped() {
+    let up = TestUpstream::start("a").await;
+    let gw = start(&up);
+    let c = client();
+
+    let r = c.get(gw.url("/orders/v1/order/1")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"orders\"");
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["code"], "auth.credentials_missing");
+
+    let r = c.get(gw.url("/orders/v1/order/1")).bearer_auth(token(claims())).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let e: Echo = r.json().await.unwrap();
+    assert!(!e.headers.contains_key("authorization"), "credentials are not forwarded: {:?}", e.headers);
+
+    let mut expired = claims();
+    expired["exp"] = json!(now() - 3600);
+    let r = c.get(gw.url("/orders/v1/order/1")).bearer_auth(token(expired)).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"orders\", error=\"invalid_token\", error_description=\"the token has expired\"");
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["code"], "auth.invalid_token");
+
+    let none = format!("{}.{}.", b64(br#"{"alg":"none"}"#), b64(claims().to_string().as_bytes()));
+    assert_eq!(c.get(gw.url("/orders/v1/order/1")).bearer_auth(none).send().await.unwrap().status(), 401);
+
+    let mut no_scope = claims();
+    no_scope["scope"] = json!("order:read");
+    let r = c.get(gw.url("/orders/v1/order/1")).bearer_auth(token(no_scope)).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"orders\", error=\"insufficient_scope\", scope=\"order:write\"");
+
+    let mut stranger = claims();
+    stranger["azp"] = json!("unknown-client");
+    let r = c.get(gw.url("/orders/v1/order/1")).bearer_auth(token(stranger)).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["code"], "auth.not_subscribed");
+
+    // auth: none needs nothing; a preflight never needs a credential.
+    assert_eq!(c.get(gw.url("/orders/v1/menu")).send().await.unwrap().status(), 200);
+    let r = c
+        .request(reqwest::Method::OPTIONS, gw.url("/orders/v1/order/1"))
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "PUT")
+        .header("access-control-request-headers", "authorization")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+
+    // The access log names the application and never the token.
+    wait_for("access log", std::time::Duration::from_secs(5), || gw.access_log().contains("\"application\":\"mobile\""));
+    assert!(!gw.access_log().contains("eyJ"), "no token in the access log");
+}
+
+fn b64(v: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn independently_minted_tokens_of_every_family_verify() {
+    let up = TestUpstream::start("a").await;
+    let gw = start(&up);
+    let c = client();
+    for alg in ["rs256", "es256", "eddsa", "hs256"] {
+        let t = std::fs::read_to_string(bench_keys().join(format!("token_{alg}.txt"))).unwrap();
+        let r = c.get(gw.url("/bench/v1/x")).bearer_auth(t.trim()).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{alg}");
+        let e: Echo = r.json().await.unwrap();
+        assert_eq!(e.headers["authorization"], format!("Bearer {}", t.trim()), "forward_credentials keeps it");
+    }
+    // A token for the bench issuer is refused on an API that does not trust that issuer.
+    let t = std::fs::read_to_string(bench_keys().join("token_rs256.txt")).unwrap();
+    let r = c.get(gw.url("/orders/v1/order/1")).bearer_auth(t.trim()).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_keys_from_header_and_query_are_checked_and_stripped() {
+    let up = TestUpstream::start("a").await;
+    let gw = start(&up);
+    let c = client();
+    // The configured digest is the SHA-256 of "partner-key-123".
+    let r = c.get(gw.url("/orders/v1/catalog")).header("apikey", "partner-key-123").send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", gw.log());
+    let e: Echo = r.json().await.unwrap();
+    assert!(!e.headers.contains_key("apikey"));
+    let r = c.get(gw.url("/orders/v1/catalog?x=1&api_key=partner-key-123&y=2")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Echo>().await.unwrap().path, "/catalog?x=1&y=2");
+    let r = c.get(gw.url("/orders/v1/catalog")).header("apikey", "wrong").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["code"], "auth.invalid_api_key");
+    // An API key is an application credential: fine for `application`, never carries scopes.
+    let r = c.get(gw.url("/orders/v1/order/1")).header("apikey", "partner-key-123").send().await.unwrap();
+    assert_eq!(r.status(), 403);
+}
