@@ -38,12 +38,23 @@ impl HealthChecker {
     fn round(&self) {
         let snapshot = self.store.load();
         let now = now_ms();
+        // Health is kept per target URL, and two APIs may share a target: only a URL that no
+        // endpoint checks any more has its active verdict cleared.
+        let checked: std::collections::HashSet<&str> = snapshot
+            .apis
+            .iter()
+            .filter_map(|a| a.endpoint.as_ref())
+            .filter(|e| e.health_check.is_some())
+            .flat_map(|e| e.targets.iter().map(|t| t.url.as_str()))
+            .collect();
         for api in &snapshot.apis {
             let Some(endpoint) = &api.endpoint else { continue };
             for target in &endpoint.targets {
                 FAMILIES.upstream_healthy.with_label_values(&[&target.url]).set(i64::from(target.health.is_healthy(now)));
                 let Some(hc) = &endpoint.health_check else {
-                    target.health.clear_active();
+                    if !checked.contains(target.url.as_str()) {
+                        target.health.clear_active();
+                    }
                     continue;
                 };
                 let health = &target.health;

@@ -8,13 +8,19 @@ use common::*;
 #[test]
 fn every_shipped_config_validates() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    // The TLS example names certificate files that scripts/dev-cert.sh makes: give it some.
+    // Configs name files relative to the checkout: the TLS example's certificates (which
+    // scripts/dev-cert.sh makes) and the shared bench keys beside the checkout. Recreate
+    // that layout in a scratch directory: checkout/conf/tls/*.pem and a ../shared link.
     let pki = TestPki::new();
-    let work = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(work.path().join("conf/tls")).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let work = scratch.path().join("checkout");
+    std::fs::create_dir_all(work.join("conf/tls")).unwrap();
     for (from, to) in [(&pki.cert_path, "cert.pem"), (&pki.key_path, "key.pem"), (&pki.ca_path, "ca.pem")] {
-        std::fs::copy(from, work.path().join("conf/tls").join(to)).unwrap();
+        std::fs::copy(from, work.join("conf/tls").join(to)).unwrap();
     }
+    let shared = root.join("../shared");
+    assert!(shared.join("bench/keys").exists(), "the shared bench directory is expected beside the checkout");
+    std::os::unix::fs::symlink(shared.canonicalize().unwrap(), scratch.path().join("shared")).unwrap();
     let mut files: Vec<std::path::PathBuf> = ["conf", "conf/examples"]
         .iter()
         .flat_map(|d| std::fs::read_dir(root.join(d)).unwrap())
@@ -27,7 +33,7 @@ fn every_shipped_config_validates() {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
             .arg("validate")
             .arg(&file)
-            .current_dir(work.path())
+            .current_dir(&work)
             .output()
             .unwrap();
         assert!(out.status.success(), "{}: {}", file.display(), String::from_utf8_lossy(&out.stderr));

@@ -48,6 +48,20 @@ pub enum JwtError {
     WrongAudience,
 }
 
+/// The header members we look at. Unknown members are ignored (RFC 7515 §4), except the
+/// ones listed, which change how a token must be processed.
+#[derive(serde::Deserialize)]
+struct RawHeader<'a> {
+    #[serde(borrow)]
+    alg: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    kid: Option<std::borrow::Cow<'a, str>>,
+    crit: Option<serde::de::IgnoredAny>,
+    enc: Option<serde::de::IgnoredAny>,
+    zip: Option<serde::de::IgnoredAny>,
+    b64: Option<bool>,
+}
+
 /// A verification key and the algorithms it may verify.
 pub struct VerifyKey {
     pub kid: Option<String>,
@@ -75,6 +89,8 @@ pub struct JwtVerifier {
     pub issuer: String,
     audiences: Vec<String>,
     allowed: Vec<Algorithm>,
+    /// One prebuilt `Validation` per allowed algorithm (building one allocates).
+    validations: Vec<Validation>,
     keys: Vec<VerifyKey>,
     skew: u64,
     max_size: usize,
@@ -113,7 +129,20 @@ impl JwtVerifier {
         claim_user: String,
         claim_scopes: String,
     ) -> Self {
-        JwtVerifier { issuer, audiences, allowed, keys, skew, max_size, claim_application, claim_user, claim_scopes }
+        let validations = allowed
+            .iter()
+            .map(|alg| {
+                let mut v = Validation::new(*alg);
+                // Time and registered claims are checked by `check_claims` against the
+                // injected clock.
+                v.validate_exp = false;
+                v.validate_nbf = false;
+                v.validate_aud = false;
+                v.required_spec_claims.clear();
+                v
+            })
+            .collect();
+        JwtVerifier { issuer, audiences, allowed, validations, keys, skew, max_size, claim_application, claim_user, claim_scopes }
     }
 
     /// The unverified `iss` of a token, to pick the key manager (cheap: decodes the payload
@@ -136,27 +165,22 @@ impl JwtVerifier {
         let (Some(header_b64), Some(_), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
             return Err(JwtError::Malformed);
         };
-        let header_bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header_b64).map_err(|_| JwtError::Malformed)?;
-        let header: Map<String, Value> = serde_json::from_slice(&header_bytes).map_err(|_| JwtError::Malformed)?;
-        if header.contains_key("crit") || header.contains_key("enc") || header.contains_key("zip") || header.get("b64") == Some(&Value::Bool(false)) {
+        if header_b64.len() > 2048 {
+            return Err(JwtError::Malformed);
+        }
+        let mut buf = [0u8; 1536];
+        let n = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode_slice(header_b64, &mut buf).map_err(|_| JwtError::Malformed)?;
+        // Parsed into borrowed fields: no allocation for the header on the request path.
+        let header: RawHeader<'_> = serde_json::from_slice(&buf[..n]).map_err(|_| JwtError::Malformed)?;
+        if header.crit.is_some() || header.enc.is_some() || header.zip.is_some() || header.b64 == Some(false) {
             return Err(JwtError::UnsupportedHeader);
         }
-        let alg = header
-            .get("alg")
-            .and_then(Value::as_str)
-            .and_then(parse_algorithm)
-            .ok_or(JwtError::AlgorithmNotAllowed)?;
-        if !self.allowed.contains(&alg) {
+        let alg = header.alg.as_deref().and_then(parse_algorithm).ok_or(JwtError::AlgorithmNotAllowed)?;
+        let Some(slot) = self.allowed.iter().position(|a| *a == alg) else {
             return Err(JwtError::AlgorithmNotAllowed);
-        }
-        let kid = header.get("kid").and_then(Value::as_str);
-
-        let mut validation = Validation::new(alg);
-        // Time and registered claims are checked below against the injected clock.
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.validate_aud = false;
-        validation.required_spec_claims.clear();
+        };
+        let validation = &self.validations[slot];
+        let kid = header.kid.as_deref();
 
         let mut candidates = self.keys.iter().filter(|k| k.algorithms.contains(&alg) && (kid.is_none() || k.kid.as_deref() == kid)).peekable();
         if candidates.peek().is_none() {
@@ -164,7 +188,7 @@ impl JwtVerifier {
         }
         let mut claims = None;
         for key in candidates {
-            match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation) {
+            match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation) {
                 Ok(data) => {
                     claims = Some(data.claims);
                     break;

@@ -135,17 +135,14 @@ fn credential<'a>(cx: &AuthContext<'_>, parts: &'a Parts) -> Credential<'a> {
 }
 
 fn from_token(cx: &AuthContext<'_>, token: &str, now: u64) -> Result<Principal, JwtError> {
-    let issuer = JwtVerifier::peek_issuer(token).ok_or(JwtError::Malformed)?;
-    let km = cx
-        .auth
-        .key_managers
-        .iter()
-        .filter_map(|i| cx.key_managers.get(*i as usize))
-        .find(|km| km.verifier.issuer == issuer)
-        .ok_or(JwtError::WrongIssuer)?;
-    let claims = match km.cache.get(token, now) {
+    let kms = || cx.auth.key_managers.iter().filter_map(|i| cx.key_managers.get(*i as usize));
+    // The cached path first: a hash and a compare per key manager, no decoding at all.
+    let cached = kms().find_map(|km| km.cache.get(token, now));
+    let claims = match cached {
         Some(c) => c,
         None => {
+            let issuer = JwtVerifier::peek_issuer(token).ok_or(JwtError::Malformed)?;
+            let km = kms().find(|km| km.verifier.issuer == issuer).ok_or(JwtError::WrongIssuer)?;
             let verified = Arc::new(km.verifier.verify(token, now)?);
             km.cache.insert(token, verified.clone(), verified.exp.min(now.saturating_add(km.cache_ttl)), now);
             verified
