@@ -160,6 +160,16 @@ async fn independently_minted_tokens_of_every_family_verify() {
         let e: Echo = r.json().await.unwrap();
         assert_eq!(e.headers["authorization"], format!("Bearer {}", t.trim()), "forward_credentials keeps it");
     }
+    // The classic confusion: HS256 "signed" with the RSA public key (as PEM text), kid of
+    // the RSA key. The key manager allows HS256 too, but only with its own secret.
+    let public_pem = std::fs::read(bench_keys().join("jwt_rs256_pub.pem")).unwrap();
+    let mut h = Header::new(Algorithm::HS256);
+    h.kid = Some("k1".into());
+    let claims = json!({ "iss": "https://idp.bench.local", "aud": "bench-api", "sub": "user-42", "scope": "read", "exp": now() + 600 });
+    let forged = encode(&h, &claims, &EncodingKey::from_secret(&public_pem)).unwrap();
+    let r = c.get(gw.url("/bench/v1/x")).bearer_auth(forged).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"bench\", error=\"invalid_token\", error_description=\"the token's signature is invalid\"");
     // A token for the bench issuer is refused on an API that does not trust that issuer.
     let t = std::fs::read_to_string(bench_keys().join("token_rs256.txt")).unwrap();
     let r = c.get(gw.url("/orders/v1/order/1")).bearer_auth(t.trim()).send().await.unwrap();

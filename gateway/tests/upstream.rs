@@ -49,6 +49,10 @@ async fn a_killed_target_fails_over_without_client_errors() {
         assert_eq!(server_of(&c, &gw).await.0, 200);
     }
     a.stop();
+    // Give the gateway's pool a moment to see its idle connections to `a` close. A POST that
+    // lands on a pooled connection in the instant the upstream dies may already be on the
+    // wire, and a non-idempotent request is never retried then (502 by design).
+    tokio::time::sleep(Duration::from_millis(200)).await;
     // Every request still succeeds: a connect failure is retried on the other target, even
     // for POST, because nothing was sent.
     for i in 0..20 {
@@ -121,7 +125,7 @@ async fn health_checks_take_a_target_out_and_bring_it_back() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn timeouts_and_unreachable_targets_get_problem_details() {
-    let slow = TestUpstream::start_on("slow", free_port(), Duration::from_secs(3)).await;
+    let slow = TestUpstream::start_on("slow", 0, Duration::from_secs(3)).await;
     let gw = TestGateway::start(&config(&format!("      targets: [{{ url: \"{}\" }}]\n      read_timeout: 300ms", slow.url())));
     let c = client();
     let started = std::time::Instant::now();

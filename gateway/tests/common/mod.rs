@@ -49,19 +49,28 @@ impl TestGateway {
         Self::start_with(config, &[], "gateway.yaml")
     }
 
+    /// Ports are picked before the process starts, so another process may take one first:
+    /// then the start is retried with fresh ports.
     pub fn start_with(config: &str, env: &[(&str, &str)], file_name: &str) -> TestGateway {
         install_crypto();
-        let port = free_port();
-        let admin_port = free_port();
-        let dir = tempfile::tempdir().unwrap();
-        let config_path = dir.path().join(file_name);
-        let text = config.replace("{port}", &port.to_string()).replace("{admin}", &admin_port.to_string());
-        std::fs::write(&config_path, text).unwrap();
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let child = spawn_gateway(dir.path(), &config_path, &env);
-        let gw = TestGateway { child, env, dir, port, admin_port, config_path };
-        gw.wait_ready();
-        gw
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let port = free_port();
+            let admin_port = free_port();
+            let dir = tempfile::tempdir().unwrap();
+            let config_path = dir.path().join(file_name);
+            let text = config.replace("{port}", &port.to_string()).replace("{admin}", &admin_port.to_string());
+            std::fs::write(&config_path, text).unwrap();
+            let child = spawn_gateway(dir.path(), &config_path, &env);
+            let gw = TestGateway { child, env: env.clone(), dir, port, admin_port, config_path };
+            match gw.try_wait_ready() {
+                Ok(()) => return gw,
+                Err(log) if attempt < 3 && log.contains("in use") => continue,
+                Err(log) => panic!("gateway did not become ready; log:\n{log}"),
+            }
+        }
     }
 
     /// Stops the process and starts a new one on the same directory, file and ports.
@@ -72,16 +81,26 @@ impl TestGateway {
         self.wait_ready();
     }
 
-    fn wait_ready(&self) {
+    fn wait_ready(&mut self) {
+        if let Err(log) = self.try_wait_ready() {
+            panic!("gateway did not become ready; log:\n{log}");
+        }
+    }
+
+    /// Waits for /readyz and the traffic port; on failure returns the process log.
+    fn try_wait_ready(&self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let admin_ok = raw_request(self.admin_port, "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
                 .is_ok_and(|r| r.starts_with("HTTP/1.1 200"));
             let traffic_ok = TcpStream::connect(("127.0.0.1", self.port)).is_ok();
             if admin_ok && traffic_ok {
-                return;
+                return Ok(());
             }
-            assert!(Instant::now() < deadline, "gateway did not become ready; log:\n{}", self.log());
+            let log = self.log();
+            if Instant::now() > deadline || log.contains("in use") {
+                return Err(log);
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -237,12 +256,15 @@ pub struct TestUpstream {
 }
 
 impl TestUpstream {
+    /// On an ephemeral port chosen by the kernel (no race with other processes).
     pub async fn start(name: &str) -> TestUpstream {
-        Self::start_on(name, free_port(), Duration::ZERO).await
+        Self::start_on(name, 0, Duration::ZERO).await
     }
 
+    /// On `port` (0: ephemeral), for tests that restart an upstream where it was.
     pub async fn start_on(name: &str, port: u16, delay: Duration) -> TestUpstream {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
         let hits = Arc::new(AtomicUsize::new(0));
         let health_hits = Arc::new(AtomicUsize::new(0));
         let health_status = Arc::new(std::sync::atomic::AtomicU16::new(200));
