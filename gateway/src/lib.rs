@@ -9,6 +9,7 @@
 //! | `respond` | the only writer of local replies (problem+json, mocks, preflights) |
 //! | `upstream` | peer templates and health checkers prepared per snapshot |
 //! | `health` | active health checks |
+//! | `jwks` | background refresh of remote JWKS key sets |
 //! | `control_plane` | admin listener, SIGHUP and file-watch reloads |
 //! | `access_log` | JSON access log on a writer thread |
 //! | `request_id` | accepts or generates `X-Request-Id` |
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod control_plane;
 pub mod ctx;
 pub mod health;
+pub mod jwks;
 pub mod proxy;
 pub mod request_id;
 pub mod respond;

@@ -82,6 +82,14 @@ pub fn run(config: &Path) -> ExitCode {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
+    // Remote key sets are fetched once before traffic is accepted, so the first requests
+    // find their keys; failures are logged and the background fetcher retries.
+    let jwks = crate::jwks::JwksFetcher::new(store.clone());
+    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt.block_on(jwks.fetch_all_now()),
+        Err(e) => tracing::warn!(error = %e, "cannot fetch JWKS at startup; the background fetcher will"),
+    }
+
     let gateway = Gateway { store: store.clone(), access_log };
     let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "gateway");
     for l in &process.listeners {
@@ -105,6 +113,7 @@ pub fn run(config: &Path) -> ExitCode {
     server.add_service(proxy);
     server.add_service(background_service("control plane", ControlPlane { store: store.clone(), admin: Mutex::new(admin) }));
     server.add_service(background_service("health checks", HealthChecker { store }));
+    server.add_service(background_service("jwks refresh", jwks));
     drop(snapshot);
     tracing::info!(config = %config.display(), "gateway starting");
     server.run_forever()

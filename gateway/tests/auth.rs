@@ -196,3 +196,135 @@ async fn api_keys_from_header_and_query_are_checked_and_stripped() {
     let r = c.get(gw.url("/orders/v1/order/1")).header("apikey", "partner-key-123").send().await.unwrap();
     assert_eq!(r.status(), 403);
 }
+
+/// A JWKS endpoint whose document the test can change, counting fetches.
+struct JwksServer {
+    port: u16,
+    doc: std::sync::Arc<std::sync::Mutex<String>>,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for JwksServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn jwks_server(doc: String) -> JwksServer {
+    use http_body_util::Full;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let doc = std::sync::Arc::new(std::sync::Mutex::new(doc));
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (d, h) = (doc.clone(), hits.clone());
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (d, h) = (d.clone(), h.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |_req: hyper::Request<hyper::body::Incoming>| {
+                    h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let body = d.lock().unwrap().clone();
+                    async move {
+                        Ok::<_, hyper::Error>(
+                            hyper::Response::builder()
+                                .header("content-type", "application/jwk-set+json")
+                                .header("cache-control", "max-age=3600")
+                                .body(Full::new(bytes::Bytes::from(body)))
+                                .unwrap(),
+                        )
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await;
+            });
+        }
+    });
+    JwksServer { port, doc, hits, task }
+}
+
+struct EcKey {
+    pkcs8: Vec<u8>,
+    jwk: serde_json::Value,
+}
+
+fn ec_key(kid: &str) -> EcKey {
+    use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+    let point = pair.public_key().as_ref();
+    let jwk = json!({ "kty": "EC", "crv": "P-256", "kid": kid, "use": "sig", "alg": "ES256", "x": b64(&point[1..33]), "y": b64(&point[33..65]) });
+    EcKey { pkcs8: pkcs8.as_ref().to_vec(), jwk }
+}
+
+fn es_token(key: &EcKey, kid: &str, sub: &str) -> String {
+    let mut h = Header::new(Algorithm::ES256);
+    h.kid = Some(kid.into());
+    let claims = json!({ "iss": "https://remote.example/", "exp": now() + 600, "sub": sub, "azp": "remote-client" });
+    encode(&h, &claims, &EncodingKey::from_ec_der(&key.pkcs8)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn remote_jwks_rotation_refetch_limits_and_idp_outage() {
+    let (a, b) = (ec_key("a"), ec_key("b"));
+    let server = jwks_server(json!({ "keys": [a.jwk] }).to_string()).await;
+    let up = TestUpstream::start("a").await;
+    let cfg = format!(
+        r#"access_log: {{ enabled: false }}
+listeners: [{{ address: "127.0.0.1:{{port}}" }}]
+admin: {{ address: "127.0.0.1:{{admin}}" }}
+key_managers:
+  - {{ type: jwt, name: remote, issuer: "https://remote.example/", algorithms: [ES256], jwks_uri: "http://127.0.0.1:{}/jwks.json", jwks_refresh: 1h, jwks_refetch_cooldown: 300ms }}
+apis:
+  - name: svc
+    context: /svc
+    version: v1
+    endpoint: {{ targets: [{{ url: "{}" }}] }}
+    auth: {{ key_managers: [remote] }}
+    resources: [{{ path: "/*", methods: [GET] }}]
+"#,
+        server.port,
+        up.url()
+    );
+    let gw = TestGateway::start(&cfg);
+    let c = client();
+    let status = |t: String| {
+        let c = c.clone();
+        let url = gw.url("/svc/v1/x");
+        async move { c.get(url).bearer_auth(t).send().await.unwrap().status().as_u16() }
+    };
+    // Fetched before serving: the first request already verifies.
+    assert_eq!(status(es_token(&a, "a", "u1")).await, 200);
+    assert_eq!(server.hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    // The IdP rotates to key b. The first b token fails and asks for a refetch; soon b works.
+    *server.doc.lock().unwrap() = json!({ "keys": [b.jwk] }).to_string();
+    assert_eq!(status(es_token(&b, "b", "u2")).await, 401);
+    let mut n = 0;
+    wait_for_async("rotated key", std::time::Duration::from_secs(5), async || {
+        n += 1;
+        status(es_token(&b, "b", &format!("u-{n}"))).await == 200
+    })
+    .await;
+
+    // Unknown kids cannot amplify into IdP traffic: one refetch per cooldown at most.
+    let before = server.hits.load(std::sync::atomic::Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    for i in 0..40 {
+        assert_eq!(status(es_token(&b, &format!("random-{i}"), "x")).await, 401);
+    }
+    let elapsed_ms = started.elapsed().as_millis() as usize;
+    let fetched = server.hits.load(std::sync::atomic::Ordering::SeqCst) - before;
+    assert!(fetched <= elapsed_ms / 300 + 2, "{fetched} fetches in {elapsed_ms} ms");
+
+    // The IdP goes down: the last good keys keep serving, and the failure is counted.
+    drop(server);
+    tokio::time::sleep(std::time::Duration::from_millis(350)).await;
+    assert_eq!(status(es_token(&b, "unknown-kid", "y")).await, 401);
+    wait_for_async("failed refresh counted", std::time::Duration::from_secs(10), async || {
+        let m = client().get(gw.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+        m.contains("gateway_jwks_refreshes_total{key_manager=\"remote\",result=\"error\"}")
+    })
+    .await;
+    assert_eq!(status(es_token(&b, "b", "after-outage")).await, 200, "an uncached token still verifies with the kept keys");
+}

@@ -3,7 +3,7 @@
 //! never on the request path: parsing patterns, building the route table, resolving target
 //! addresses, reading CA files, encoding mock responses, resolving metric label sets.
 
-use crate::authn::jwt::{family_algorithms, parse_algorithm, JwtVerifier, VerifyKey};
+use crate::authn::jwt::{parse_algorithm, JwtVerifier, VerifyKey};
 use crate::authn::{ApiAuth, Application, Applications, KeyManager};
 use crate::config::{ApiSpec, AuthType, EndpointSpec, GatewaySpec, JwtKeyManagerSpec, KeyManagerSpec, LifecycleState};
 use jsonwebtoken::{Algorithm, DecodingKey};
@@ -31,7 +31,15 @@ pub fn compile(spec: &GatewaySpec, durable: &Durable) -> Result<Snapshot, Vec<Co
 
     let key_managers = compile_key_managers(spec, durable, &mut errors);
     let applications = compile_applications(spec, &mut errors);
-    let km_index: HashMap<&str, u32> = spec.key_managers.iter().enumerate().map(|(i, k)| (k.name(), i as u32)).collect();
+    // Name → (index, issuer).
+    let km_index: HashMap<&str, (u32, &str)> = spec
+        .key_managers
+        .iter()
+        .enumerate()
+        .map(|(i, k)| match k {
+            KeyManagerSpec::Jwt(j) => (k.name(), (i as u32, j.issuer.as_str())),
+        })
+        .collect();
 
     let mut routes = RouteTable::default();
     let mut apis = Vec::with_capacity(spec.apis.len());
@@ -130,7 +138,7 @@ fn check_process(spec: &GatewaySpec, errors: &mut Errors) {
     }
 }
 
-fn compile_api(spec: &ApiSpec, path: &str, durable: &Durable, km_index: &HashMap<&str, u32>, errors: &mut Errors) -> Option<Api> {
+fn compile_api(spec: &ApiSpec, path: &str, durable: &Durable, km_index: &HashMap<&str, (u32, &str)>, errors: &mut Errors) -> Option<Api> {
     let before = errors.0.len();
     if spec.name.is_empty() || !spec.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
         errors.push(format!("{path}.name"), format!("`{}` must be non-empty and use letters, digits, - _ . only", spec.name));
@@ -176,7 +184,7 @@ fn compile_api(spec: &ApiSpec, path: &str, durable: &Durable, km_index: &HashMap
         let mut kms = Vec::new();
         for (k, name) in a.key_managers.iter().enumerate() {
             match km_index.get(name.as_str()) {
-                Some(i) => kms.push(*i),
+                Some((i, _)) => kms.push(*i),
                 None => errors.push(format!("{path}.auth.key_managers[{k}]"), format!("no key manager is named `{name}`")),
             }
         }
@@ -191,7 +199,20 @@ fn compile_api(spec: &ApiSpec, path: &str, durable: &Durable, km_index: &HashMap
                     _ => errors.push(format!("{path}.auth.api_keys.header"), format!("`{h}` is not a usable header name")),
                 }
             }
+            if let Some(q) = &src.query {
+                if q.is_empty() || !q.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+                    errors.push(format!("{path}.auth.api_keys.query"), format!("`{q}` is not a usable query parameter name"));
+                }
+            }
             query = src.query.clone();
+        }
+        let mut issuers = HashSet::new();
+        for (k, name) in a.key_managers.iter().enumerate() {
+            if let Some((_, iss)) = km_index.get(name.as_str()) {
+                if !issuers.insert(iss) {
+                    errors.push(format!("{path}.auth.key_managers[{k}]"), format!("another key manager of this API has the issuer `{iss}`; the issuer must pick one"));
+                }
+            }
         }
         if kms.is_empty() && a.api_keys.is_none() && a.key_managers.is_empty() {
             errors.push(format!("{path}.auth"), "accepts no credential: list key_managers or api_keys");
@@ -246,8 +267,14 @@ fn compile_api(spec: &ApiSpec, path: &str, durable: &Durable, km_index: &HashMap
                 if let Err(e) = table.insert(&p, methods, j as u32) {
                     errors.push(format!("{rpath}.path"), e);
                 }
-                if spec.auth.is_none() && (r.auth.is_some() || !r.scopes.is_empty()) {
-                    errors.push(format!("{rpath}.auth"), "auth and scopes need `auth:` on the API");
+                if spec.auth.is_none() && r.auth.is_some() {
+                    errors.push(format!("{rpath}.auth"), "needs `auth:` on the API");
+                }
+                if spec.auth.is_none() && !r.scopes.is_empty() {
+                    errors.push(format!("{rpath}.scopes"), "needs `auth:` on the API");
+                }
+                if r.auth == Some(AuthType::None) && !r.scopes.is_empty() {
+                    errors.push(format!("{rpath}.scopes"), "cannot be checked on an `auth: none` resource");
                 }
                 resources.push(Resource {
                     path: r.path.clone(),
@@ -441,7 +468,8 @@ fn compile_jwt(spec: &JwtKeyManagerSpec, path: &str, durable: &Durable, errors: 
     }
     // Everything that decides a verification goes into the cache fingerprint.
     let mut fingerprint = Sha256::new();
-    fingerprint.update(format!("{:?}|{:?}|{:?}|{:?}|{}", spec.issuer, spec.audiences, spec.algorithms, spec.claims, spec.clock_skew.0.as_secs()));
+    // The whole spec (names of secrets, never their values) plus the key material below.
+    fingerprint.update(format!("{spec:?}"));
     let mut keys = Vec::new();
     for (k, key) in spec.keys.iter().enumerate() {
         let kpath = format!("{path}.keys[{k}]");
@@ -480,6 +508,10 @@ fn compile_jwt(spec: &JwtKeyManagerSpec, path: &str, durable: &Durable, errors: 
             errors.push(kpath, "an HMAC secret must be at least 32 bytes");
             continue;
         }
+        if !hmac && material.windows(11).any(|w| w == b"PRIVATE KEY") {
+            errors.push(format!("{kpath}.pem_file"), "holds a private key; give the public key (a gateway never needs the signing key)");
+            continue;
+        }
         fingerprint.update(&material);
         let decoded = match alg {
             _ if hmac => Ok(DecodingKey::from_secret(&material)),
@@ -497,28 +529,30 @@ fn compile_jwt(spec: &JwtKeyManagerSpec, path: &str, durable: &Durable, errors: 
             fingerprint.update(&b);
             serde_json::from_slice::<jsonwebtoken::jwk::JwkSet>(&b).map_err(|e| e.to_string())
         }) {
-            Ok(set) => {
-                for jwk in &set.keys {
-                    // Keys for encryption are not for us (RFC 7517 §4.2).
-                    if matches!(jwk.common.public_key_use, Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)) {
-                        continue;
-                    }
-                    let Ok(dk) = DecodingKey::from_jwk(jwk) else { continue };
-                    let algs: Vec<Algorithm> = match jwk.common.key_algorithm.and_then(|a| parse_algorithm(&format!("{a:?}"))) {
-                        Some(a) => vec![a],
-                        None => allowed.iter().copied().filter(|a| jwk_family_matches(jwk, *a)).collect(),
-                    };
-                    let algs: Vec<Algorithm> = algs.into_iter().filter(|a| allowed.contains(a)).collect();
-                    if !algs.is_empty() {
-                        keys.push(VerifyKey { kid: jwk.common.key_id.clone(), algorithms: algs, key: dk });
-                    }
-                }
-            }
+            Ok(set) => keys.extend(crate::authn::jwks::keys_from_set(&set, &allowed)),
             Err(e) => errors.push(format!("{path}.jwks_file"), format!("cannot load `{file}`: {e}")),
         }
     }
-    if keys.is_empty() && errors.0.len() == before {
-        errors.push(format!("{path}.keys"), "no usable key: add keys or a jwks_file");
+    let remote = match &spec.jwks_uri {
+        None => None,
+        Some(uri) => {
+            let ok = uri.parse::<http::Uri>().ok().filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
+            if ok.is_none() {
+                errors.push(format!("{path}.jwks_uri"), format!("`{uri}` is not an http(s) URL"));
+            }
+            if spec.jwks_refresh.0 < Duration::from_secs(1) {
+                errors.push(format!("{path}.jwks_refresh"), "must be at least 1s");
+            }
+            fingerprint.update(uri.as_bytes());
+            Some(crate::authn::RemoteJwks {
+                source: durable.jwks_source(uri, &allowed),
+                refresh_ms: spec.jwks_refresh.0.as_millis() as u64,
+                cooldown_ms: spec.jwks_refetch_cooldown.0.as_millis() as u64,
+            })
+        }
+    };
+    if keys.is_empty() && remote.is_none() && errors.0.len() == before {
+        errors.push(format!("{path}.keys"), "no usable key: add keys, a jwks_file or a jwks_uri");
     }
     if spec.max_token_size.0 < 256 || spec.max_token_size.0 > 64 * 1024 {
         errors.push(format!("{path}.max_token_size"), "must be between 256B and 64KiB");
@@ -527,9 +561,7 @@ fn compile_jwt(spec: &JwtKeyManagerSpec, path: &str, durable: &Durable, errors: 
         return None;
     }
     let cache = durable.token_cache(&hex::encode(fingerprint.finalize()), 100_000);
-    Some(KeyManager {
-        name: Arc::from(spec.name.as_str()),
-        verifier: JwtVerifier::new(
+    let verifier = JwtVerifier::new(
             spec.issuer.clone(),
             spec.audiences.clone(),
             allowed,
@@ -539,21 +571,12 @@ fn compile_jwt(spec: &JwtKeyManagerSpec, path: &str, durable: &Durable, errors: 
             spec.claims.application.clone(),
             spec.claims.user.clone(),
             spec.claims.scopes.clone(),
-        ),
-        cache,
-        cache_ttl: spec.cache_ttl.0.as_secs().max(1),
-    })
-}
-
-fn jwk_family_matches(jwk: &jsonwebtoken::jwk::Jwk, alg: Algorithm) -> bool {
-    use jsonwebtoken::jwk::AlgorithmParameters as P;
-    let family = family_algorithms(alg);
-    match &jwk.algorithm {
-        P::RSA(_) => family.contains(&Algorithm::RS256),
-        P::EllipticCurve(_) => family.contains(&Algorithm::ES256),
-        P::OctetKeyPair(_) => family.contains(&Algorithm::EdDSA),
-        P::OctetKey(_) => family.contains(&Algorithm::HS256),
-    }
+        );
+    let verifier = match &remote {
+        Some(r) => verifier.with_remote(r.source.clone(), r.cooldown_ms),
+        None => verifier,
+    };
+    Some(KeyManager { name: Arc::from(spec.name.as_str()), verifier, cache, cache_ttl: spec.cache_ttl.0.as_secs().max(1), remote })
 }
 
 fn compile_applications(spec: &GatewaySpec, errors: &mut Errors) -> Applications {
@@ -583,9 +606,10 @@ fn compile_applications(spec: &GatewaySpec, errors: &mut Errors) -> Applications
         let mut domains = Vec::new();
         for (j, d) in app.allowed_domains.iter().enumerate() {
             let d = d.to_ascii_lowercase();
+            let host_ok = |h: &str| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b));
             match d.strip_prefix("*.") {
-                Some(rest) if !rest.is_empty() => domains.push(format!(".{rest}")),
-                _ if !d.is_empty() && !d.contains(['/', ':', '*', ' ']) => domains.push(d),
+                Some(rest) if host_ok(rest) => domains.push(format!(".{rest}")),
+                None if host_ok(&d) => domains.push(d),
                 _ => errors.push(format!("{path}.allowed_domains[{j}]"), format!("`{d}` is not a host name (app.example or *.app.example)")),
             }
         }

@@ -27,6 +27,8 @@ pub struct Families {
     pub config_revision: IntGauge,
     pub config_reloads: IntCounterVec,
     pub access_log_dropped: IntCounterVec,
+    pub jwks_refreshes: IntCounterVec,
+    pub jwks_keys: IntGaugeVec,
 }
 
 /// `unwrap_or_else(panic)` is deliberate: registration only fails on a duplicate name or a
@@ -85,6 +87,14 @@ pub static FAMILIES: LazyLock<Families> = LazyLock::new(|| Families {
         &["reason"]
     )
     .expect("register gateway_access_log_dropped_total"),
+    jwks_refreshes: register_int_counter_vec!(
+        "gateway_jwks_refreshes_total",
+        "JWKS fetches by key manager and result (ok, error). On error the last good keys keep serving.",
+        &["key_manager", "result"]
+    )
+    .expect("register gateway_jwks_refreshes_total"),
+    jwks_keys: register_int_gauge_vec!("gateway_jwks_keys", "Usable keys in a key manager's remote JWKS.", &["key_manager"])
+        .expect("register gateway_jwks_keys"),
 });
 
 /// Handles for one API (or for unrouted requests, API `-`), each resolved on first use and

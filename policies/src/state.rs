@@ -21,6 +21,7 @@ pub fn now_ms() -> u64 {
 pub struct Durable {
     targets: Mutex<HashMap<String, Weak<TargetHealth>>>,
     token_caches: Mutex<HashMap<String, Weak<crate::authn::TokenCache>>>,
+    jwks: Mutex<HashMap<String, Weak<crate::authn::jwks::JwksSource>>>,
 }
 
 impl Durable {
@@ -52,6 +53,20 @@ impl Durable {
         map.retain(|_, w| w.strong_count() > 0);
         let fresh = Arc::new(crate::authn::TokenCache::new(capacity));
         map.insert(fingerprint.to_string(), Arc::downgrade(&fresh));
+        fresh
+    }
+
+    /// The remote key set of a JWKS URI (for one list of allowed algorithms): a reload keeps
+    /// the fetched keys and their refresh schedule.
+    pub fn jwks_source(&self, uri: &str, allowed: &[jsonwebtoken::Algorithm]) -> Arc<crate::authn::jwks::JwksSource> {
+        let key = format!("{uri}|{allowed:?}");
+        let mut map = self.jwks.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(existing) = map.get(&key).and_then(Weak::upgrade) {
+            return existing;
+        }
+        map.retain(|_, w| w.strong_count() > 0);
+        let fresh = Arc::new(crate::authn::jwks::JwksSource::new(uri.to_string(), allowed.to_vec()));
+        map.insert(key, Arc::downgrade(&fresh));
         fresh
     }
 

@@ -87,6 +87,9 @@ pub struct VerifiedClaims {
 #[derive(Debug)]
 pub struct JwtVerifier {
     pub issuer: String,
+    /// Keys fetched from a JWKS URI, read on every uncached verification, plus the refetch
+    /// cooldown (ms) for unknown `kid`s.
+    remote: Option<(std::sync::Arc<super::jwks::JwksSource>, u64)>,
     audiences: Vec<String>,
     allowed: Vec<Algorithm>,
     /// One prebuilt `Validation` per allowed algorithm (building one allocates).
@@ -142,7 +145,18 @@ impl JwtVerifier {
                 v
             })
             .collect();
-        JwtVerifier { issuer, audiences, allowed, validations, keys, skew, max_size, claim_application, claim_user, claim_scopes }
+        JwtVerifier { issuer, remote: None, audiences, allowed, validations, keys, skew, max_size, claim_application, claim_user, claim_scopes }
+    }
+
+    /// The clock skew allowed on time claims, in seconds.
+    pub fn skew(&self) -> u64 {
+        self.skew
+    }
+
+    /// Adds a remote key set, consulted after the static keys.
+    pub fn with_remote(mut self, source: std::sync::Arc<super::jwks::JwksSource>, cooldown_ms: u64) -> Self {
+        self.remote = Some((source, cooldown_ms));
+        self
     }
 
     /// The unverified `iss` of a token, to pick the key manager (cheap: decodes the payload
@@ -182,8 +196,14 @@ impl JwtVerifier {
         let validation = &self.validations[slot];
         let kid = header.kid.as_deref();
 
-        let mut candidates = self.keys.iter().filter(|k| k.algorithms.contains(&alg) && (kid.is_none() || k.kid.as_deref() == kid)).peekable();
+        let remote_keys = self.remote.as_ref().map(|(src, _)| src.keys());
+        let fits = |k: &&VerifyKey| k.algorithms.contains(&alg) && (kid.is_none() || k.kid.as_deref() == kid);
+        let mut candidates = self.keys.iter().chain(remote_keys.iter().flat_map(|v| v.iter())).filter(fits).peekable();
         if candidates.peek().is_none() {
+            if let Some((src, cooldown)) = &self.remote {
+                // Maybe the IdP rotated its keys: ask for a refetch (rate-limited).
+                src.request_refetch(crate::state::now_ms(), *cooldown);
+            }
             return Err(JwtError::UnknownKey);
         }
         let mut claims = None;
@@ -208,7 +228,8 @@ impl JwtVerifier {
     }
 
     fn check_claims(&self, claims: &Map<String, Value>, now: u64) -> Result<VerifiedClaims, JwtError> {
-        let num = |name: &str| claims.get(name).and_then(Value::as_u64);
+        // NumericDate may be fractional (RFC 7519 §2); seconds are enough here.
+        let num = |name: &str| claims.get(name).and_then(|v| v.as_u64().or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64)));
         let exp = num("exp").ok_or(JwtError::MissingExpiry)?;
         if exp.saturating_add(self.skew) <= now {
             return Err(JwtError::Expired);

@@ -11,11 +11,12 @@
 //!   digest of the attacker's input, which reveals nothing about stored keys.)
 //!
 //! The credential maps to an application (by client id or by key). Then, in order:
-//! application blocked (403), subscription when required (403), allowed domains (403),
+//! application blocked (403), allowed domains (403), subscription when required (403),
 //! the resource's auth type (403), its scopes (403 `insufficient_scope`, RFC 6750 §3.1).
 //! A missing credential is 401 with `WWW-Authenticate: Bearer realm=...` and no error code;
 //! a bad one 401 `error="invalid_token"`.
 
+pub mod jwks;
 pub mod jwt;
 
 use crate::config::AuthType;
@@ -35,6 +36,16 @@ pub struct KeyManager {
     pub verifier: JwtVerifier,
     pub cache: Arc<TokenCache>,
     pub cache_ttl: u64,
+    /// The remote JWKS and its refresh settings, when `jwks_uri` is set.
+    pub remote: Option<RemoteJwks>,
+}
+
+/// A key manager's remote key set and how to refresh it.
+#[derive(Debug, Clone)]
+pub struct RemoteJwks {
+    pub source: Arc<jwks::JwksSource>,
+    pub refresh_ms: u64,
+    pub cooldown_ms: u64,
 }
 
 /// A consumer application.
@@ -109,10 +120,11 @@ enum Credential<'a> {
 }
 
 fn credential<'a>(cx: &AuthContext<'_>, parts: &'a Parts) -> Credential<'a> {
-    if let Some(v) = parts.headers.get(header::AUTHORIZATION) {
+    // An API that takes only API keys ignores Authorization (a proxy in front may add Basic).
+    if let Some(v) = parts.headers.get(header::AUTHORIZATION).filter(|_| !cx.auth.key_managers.is_empty()) {
         let Ok(v) = v.to_str() else { return Credential::Malformed };
         let Some((scheme, token)) = v.split_once(' ') else { return Credential::Malformed };
-        if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() || cx.auth.key_managers.is_empty() {
+        if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
             return Credential::Malformed;
         }
         return Credential::Bearer(token.trim());
@@ -144,7 +156,9 @@ fn from_token(cx: &AuthContext<'_>, token: &str, now: u64) -> Result<Principal, 
             let issuer = JwtVerifier::peek_issuer(token).ok_or(JwtError::Malformed)?;
             let km = kms().find(|km| km.verifier.issuer == issuer).ok_or(JwtError::WrongIssuer)?;
             let verified = Arc::new(km.verifier.verify(token, now)?);
-            km.cache.insert(token, verified.clone(), verified.exp.min(now.saturating_add(km.cache_ttl)), now);
+            // Cached while it would still verify: until exp plus the clock skew.
+            let until = verified.exp.saturating_add(km.verifier.skew()).min(now.saturating_add(km.cache_ttl));
+            km.cache.insert(token, verified.clone(), until, now);
             verified
         }
     };

@@ -307,3 +307,51 @@ fn verified_tokens_are_cached_and_reloads_keep_the_cache() {
     let b = crate::compile(&spec, &durable).unwrap();
     assert!(Arc::ptr_eq(&a.key_managers[0].cache, &b.key_managers[0].cache));
 }
+
+#[test]
+fn auth_config_mistakes_are_reported_with_paths() {
+    let dir = std::env::temp_dir().join(format!("authn-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let private = dir.join("private.pem");
+    std::fs::write(&private, "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n").unwrap();
+    std::env::set_var("AUTHN_TEST_SECRET_4", std::str::from_utf8(SECRET).unwrap());
+    let yaml = format!(
+        r#"
+key_managers:
+  - {{ type: jwt, name: a, issuer: "{ISS}", algorithms: [RS256], keys: [{{ alg: RS256, pem_file: "{}" }}] }}
+  - {{ type: jwt, name: b, issuer: "{ISS}", algorithms: [HS256], keys: [{{ alg: HS256, secret_env: AUTHN_TEST_SECRET_4 }}] }}
+  - {{ type: jwt, name: c, issuer: "{ISS}", algorithms: [HS256], keys: [{{ alg: HS256, secret_env: AUTHN_TEST_SECRET_4 }}] }}
+applications:
+  - {{ id: x, allowed_domains: ["*.a/b"] }}
+apis:
+  - name: api
+    context: /api
+    version: v1
+    auth: {{ key_managers: [b, c], api_keys: {{ query: "" }} }}
+    resources: [{{ path: /x, auth: none, scopes: [s], mock: {{ body: x }} }}]
+"#,
+        private.display()
+    );
+    let errs = crate::compile(&parse(yaml.as_bytes(), Format::Yaml).unwrap(), &Durable::new()).unwrap_err();
+    let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+    for expected in [
+        "key_managers[0].keys[0].pem_file",
+        "applications[0].allowed_domains[0]",
+        "apis[0].auth.api_keys.query",
+        "apis[0].auth.key_managers[1]",
+        "apis[0].resources[0].scopes",
+    ] {
+        assert!(paths.contains(&expected), "missing {expected} in {errs:#?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn fractional_dates_are_numeric_dates() {
+    let k = keys();
+    let v = verifier(&k);
+    let mut c = claims();
+    c["exp"] = json!((NOW + 600) as f64 + 0.5);
+    c["iat"] = json!((NOW - 10) as f64 + 0.25);
+    assert!(v.verify(&sign(Algorithm::ES256, "ec1", &k, &c), NOW).is_ok());
+}

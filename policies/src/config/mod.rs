@@ -69,9 +69,20 @@ pub struct JwtKeyManagerSpec {
     pub algorithms: Vec<String>,
     #[serde(default)]
     pub keys: Vec<StaticKeySpec>,
-    /// A JWKS document on disk (RFC 7517), read at every reload.
+    /// A JWKS document on disk (RFC 7517), read whenever a changed config is compiled (an
+    /// unchanged document is not recompiled: edit the config, or restart, to pick up a
+    /// rotated file).
     #[serde(default)]
     pub jwks_file: Option<String>,
+    /// A JWKS URL (http or https), fetched in the background and kept across reloads.
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// Longest time between JWKS fetches; a shorter `Cache-Control: max-age` wins.
+    #[serde(default = "default_jwks_refresh")]
+    pub jwks_refresh: HumanDuration,
+    /// Least time between fetches triggered by unknown `kid`s (and the floor for max-age).
+    #[serde(default = "default_jwks_cooldown")]
+    pub jwks_refetch_cooldown: HumanDuration,
     #[serde(default = "default_clock_skew")]
     pub clock_skew: HumanDuration,
     #[serde(default)]
@@ -85,6 +96,12 @@ pub struct JwtKeyManagerSpec {
 }
 
 fn default_clock_skew() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+fn default_jwks_refresh() -> HumanDuration {
+    HumanDuration(Duration::from_secs(300))
+}
+fn default_jwks_cooldown() -> HumanDuration {
     HumanDuration(Duration::from_secs(30))
 }
 fn default_max_token() -> ByteSize {

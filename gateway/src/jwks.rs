@@ -1,0 +1,146 @@
+//! The JWKS fetcher: keeps every remote key set of the current snapshot fresh.
+//!
+//! One loop per process (100 ms tick) walks the snapshot's key managers; a source that is
+//! due (its refresh time came, or an unknown `kid` asked for a refetch past the cooldown) is
+//! fetched in its own task, one fetch per source at a time. The fetch uses Pingora's HTTP
+//! connector (http and https, system roots). A failure keeps the last good keys serving and
+//! is logged and counted; the next attempt waits for the cooldown.
+
+use async_trait::async_trait;
+use control_api::Store;
+use pingora::connectors::http::Connector;
+use pingora::http::RequestHeader;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use pingora::upstreams::peer::HttpPeer;
+use policies::authn::jwks::JwksSource;
+use policies::metrics::FAMILIES;
+use policies::state::now_ms;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+const TICK: Duration = Duration::from_millis(100);
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_DOCUMENT: usize = 1 << 20;
+
+pub struct JwksFetcher {
+    pub store: Arc<Store>,
+    connector: Arc<Connector>,
+}
+
+impl JwksFetcher {
+    pub fn new(store: Arc<Store>) -> Self {
+        JwksFetcher { store, connector: Arc::new(Connector::new(None)) }
+    }
+
+    /// Fetches every source of the current snapshot once (at startup, before serving). It
+    /// runs in a short-lived runtime, so it uses a connector of its own: pooled connections
+    /// belong to the runtime that made them.
+    pub async fn fetch_all_now(&self) {
+        let connector = Connector::new(None);
+        let snapshot = self.store.load();
+        for km in &snapshot.key_managers {
+            if let Some(r) = &km.remote {
+                refresh(&connector, &km.name, &r.source, r.refresh_ms, r.cooldown_ms).await;
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for JwksFetcher {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tick.tick() => {
+                    let snapshot = self.store.load();
+                    let now = now_ms();
+                    for km in &snapshot.key_managers {
+                        let Some(r) = km.remote.clone() else { continue };
+                        if !r.source.due(now) || r.source.fetching.swap(true, Ordering::AcqRel) {
+                            continue;
+                        }
+                        let (connector, name) = (self.connector.clone(), km.name.clone());
+                        tokio::spawn(async move {
+                            refresh(&connector, &name, &r.source, r.refresh_ms, r.cooldown_ms).await;
+                            r.source.fetching.store(false, Ordering::Release);
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn refresh(connector: &Connector, name: &str, source: &JwksSource, refresh_ms: u64, cooldown_ms: u64) {
+    let now = now_ms();
+    source.attempted(now);
+    match tokio::time::timeout(FETCH_TIMEOUT, fetch(connector, &source.uri)).await {
+        Ok(Ok((body, max_age))) => match source.replace(&body, now) {
+            Ok(n) => {
+                FAMILIES.jwks_refreshes.with_label_values(&[name, "ok"]).inc();
+                FAMILIES.jwks_keys.with_label_values(&[name]).set(n as i64);
+                // Cache-Control max-age, within [cooldown, refresh].
+                let next = max_age.map_or(refresh_ms, |s| (s * 1000).clamp(cooldown_ms.max(1000), refresh_ms));
+                source.next_fetch_ms.store(now + next, Ordering::Relaxed);
+                tracing::debug!(key_manager = name, keys = n, "JWKS refreshed");
+            }
+            Err(e) => failed(name, source, now, cooldown_ms, &e),
+        },
+        Ok(Err(e)) => failed(name, source, now, cooldown_ms, &e),
+        Err(_) => failed(name, source, now, cooldown_ms, "timed out"),
+    }
+}
+
+fn failed(name: &str, source: &JwksSource, now: u64, cooldown_ms: u64, why: &str) {
+    FAMILIES.jwks_refreshes.with_label_values(&[name, "error"]).inc();
+    source.next_fetch_ms.store(now + cooldown_ms.max(1000), Ordering::Relaxed);
+    tracing::warn!(key_manager = name, uri = %source.uri, error = why, "JWKS fetch failed; the last good keys keep serving");
+}
+
+/// GETs a JWKS document; returns the body and the response's `max-age`, if any.
+async fn fetch(connector: &Connector, uri: &str) -> Result<(Vec<u8>, Option<u64>), String> {
+    let uri: http::Uri = uri.parse().map_err(|_| "bad URI".to_string())?;
+    let tls = uri.scheme_str() == Some("https");
+    let host = uri.host().ok_or("no host")?.to_string();
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let addr = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{host} resolves to nothing"))?;
+    let mut peer = HttpPeer::new(addr, tls, if tls { host.clone() } else { String::new() });
+    peer.options.connection_timeout = Some(Duration::from_secs(2));
+    peer.options.read_timeout = Some(FETCH_TIMEOUT);
+    let (mut session, _) = connector.get_http_session(&peer).await.map_err(|e| e.to_string())?;
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut req = RequestHeader::build("GET", path.as_bytes(), None).map_err(|e| e.to_string())?;
+    req.insert_header("Host", uri.authority().map_or(host.as_str(), |a| a.as_str())).map_err(|e| e.to_string())?;
+    req.insert_header("Accept", "application/jwk-set+json, application/json").map_err(|e| e.to_string())?;
+    session.write_request_header(Box::new(req)).await.map_err(|e| e.to_string())?;
+    session.finish_request_body().await.map_err(|e| e.to_string())?;
+    session.read_response_header().await.map_err(|e| e.to_string())?;
+    let (status, max_age) = match session.response_header() {
+        Some(h) => (h.status.as_u16(), h.headers.get(http::header::CACHE_CONTROL).and_then(|v| v.to_str().ok()).and_then(max_age)),
+        None => return Err("no response".into()),
+    };
+    if status != 200 {
+        return Err(format!("HTTP {status}"));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = session.read_response_body().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > MAX_DOCUMENT {
+            return Err("the JWKS document is larger than 1 MiB".into());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, max_age))
+}
+
+fn max_age(cache_control: &str) -> Option<u64> {
+    cache_control.split(',').find_map(|d| d.trim().strip_prefix("max-age=")?.trim_matches('"').parse().ok())
+}
