@@ -2,7 +2,7 @@
 # Installs the system packages the build and the tests need, when they are missing.
 # Sourced by scripts/run and scripts/test; safe to run again (it only installs what is absent).
 #   cmake        pingora-core builds zlib-ng through cmake
-#   chromium     the loadtest report test renders the HTML report in a real browser
+#   chromium     the loadtest report test renders the HTML report in a real headless browser
 set -euo pipefail
 
 _missing=()

@@ -79,7 +79,7 @@ impl BackgroundService for JwksFetcher {
 async fn refresh(connector: &Connector, name: &str, source: &JwksSource, refresh_ms: u64, cooldown_ms: u64) {
     let now = now_ms();
     source.attempted(now);
-    match tokio::time::timeout(FETCH_TIMEOUT, fetch(connector, &source.uri)).await {
+    match tokio::time::timeout(FETCH_TIMEOUT, fetch_keys(connector, source)).await {
         Ok(Ok((body, max_age))) => match source.replace(&body, now) {
             Ok(n) => {
                 FAMILIES.jwks_refreshes.with_label_values(&[name, "ok"]).inc();
@@ -100,6 +100,25 @@ fn failed(name: &str, source: &JwksSource, now: u64, cooldown_ms: u64, why: &str
     FAMILIES.jwks_refreshes.with_label_values(&[name, "error"]).inc();
     source.next_fetch_ms.store(now + cooldown_ms.max(1000), Ordering::Relaxed);
     tracing::warn!(key_manager = name, uri = %source.uri, error = why, "JWKS fetch failed; the last good keys keep serving");
+}
+
+/// The JWKS document of a source: directly, or through OIDC discovery (whose `issuer` must
+/// equal the configured one exactly, OpenID Connect Discovery §4.3).
+async fn fetch_keys(connector: &Connector, source: &JwksSource) -> Result<(Vec<u8>, Option<u64>), String> {
+    let Some(expected) = &source.discovery_issuer else {
+        return fetch(connector, &source.uri).await;
+    };
+    let (doc, _) = fetch(connector, &source.uri).await?;
+    let doc: serde_json::Value = serde_json::from_slice(&doc).map_err(|e| format!("discovery document is not JSON: {e}"))?;
+    let issuer = doc.get("issuer").and_then(|v| v.as_str()).unwrap_or("");
+    if issuer != expected {
+        return Err(format!("discovery issuer `{issuer}` is not the configured `{expected}`"));
+    }
+    let jwks_uri = doc.get("jwks_uri").and_then(|v| v.as_str()).ok_or("discovery document has no jwks_uri")?;
+    if !(jwks_uri.starts_with("https://") || jwks_uri.starts_with("http://")) {
+        return Err("discovery jwks_uri is not an http(s) URL".into());
+    }
+    fetch(connector, jwks_uri).await
 }
 
 /// GETs a JWKS document; returns the body and the response's `max-age`, if any.

@@ -222,6 +222,8 @@ async fn jwks_server(doc: String) -> JwksServer {
         while let Ok((stream, _)) = listener.accept().await {
             let (d, h) = (d.clone(), h.clone());
             tokio::spawn(async move {
+                // Every path serves the same document: a discovery test puts an object with
+                // `issuer`, `jwks_uri` and `keys` in it, which serves as both.
                 let svc = hyper::service::service_fn(move |_req: hyper::Request<hyper::body::Incoming>| {
                     h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let body = d.lock().unwrap().clone();
@@ -327,4 +329,44 @@ apis:
     })
     .await;
     assert_eq!(status(es_token(&b, "b", "after-outage")).await, 200, "an uncached token still verifies with the kept keys");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oidc_discovery_checks_the_issuer_and_finds_the_jwks() {
+    let a = ec_key("a");
+    let server = jwks_server(String::new()).await;
+    // One document serves as both the discovery document and the JWK Set.
+    *server.doc.lock().unwrap() = json!({
+        "issuer": "https://remote.example/",
+        "jwks_uri": format!("http://127.0.0.1:{}/jwks.json", server.port),
+        "keys": [a.jwk],
+    })
+    .to_string();
+    let up = TestUpstream::start("a").await;
+    let cfg = |issuer: &str| {
+        format!(
+            r#"access_log: {{ enabled: false }}
+listeners: [{{ address: "127.0.0.1:{{port}}" }}]
+admin: {{ address: "127.0.0.1:{{admin}}" }}
+key_managers:
+  - {{ type: jwt, name: oidc, issuer: "{issuer}", algorithms: [ES256], discovery: "http://127.0.0.1:{}/.well-known/openid-configuration" }}
+apis:
+  - {{ name: svc, context: /svc, version: v1, endpoint: {{ targets: [{{ url: "{}" }}] }}, auth: {{ key_managers: [oidc] }}, resources: [{{ path: "/*", methods: [GET] }}] }}
+"#,
+            server.port,
+            up.url()
+        )
+    };
+    let gw = TestGateway::start(&cfg("https://remote.example/"));
+    let c = client();
+    let r = c.get(gw.url("/svc/v1/x")).bearer_auth(es_token(&a, "a", "u")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(server.hits.load(std::sync::atomic::Ordering::SeqCst), 2, "discovery, then the JWKS");
+    drop(gw);
+
+    // A discovery document naming another issuer is refused: no keys, counted as an error.
+    let gw = TestGateway::start(&cfg("https://other.example/"));
+    let m = client().get(gw.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(m.contains("gateway_jwks_refreshes_total{key_manager=\"oidc\",result=\"error\"} 1"), "{m}");
+    assert!(gw.log().contains("discovery issuer `https://remote.example/` is not the configured `https://other.example/`"), "{}", gw.log());
 }

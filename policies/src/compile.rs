@@ -533,26 +533,30 @@ fn compile_jwt(spec: &JwtKeyManagerSpec, path: &str, durable: &Durable, errors: 
             Err(e) => errors.push(format!("{path}.jwks_file"), format!("cannot load `{file}`: {e}")),
         }
     }
-    let remote = match &spec.jwks_uri {
+    if spec.jwks_uri.is_some() && spec.discovery.is_some() {
+        errors.push(format!("{path}.discovery"), "give jwks_uri or discovery, not both");
+    }
+    let remote_uri = spec.jwks_uri.as_ref().map(|u| ("jwks_uri", u)).or(spec.discovery.as_ref().map(|u| ("discovery", u)));
+    let remote = match remote_uri {
         None => None,
-        Some(uri) => {
+        Some((field, uri)) => {
             let ok = uri.parse::<http::Uri>().ok().filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
             if ok.is_none() {
-                errors.push(format!("{path}.jwks_uri"), format!("`{uri}` is not an http(s) URL"));
+                errors.push(format!("{path}.{field}"), format!("`{uri}` is not an http(s) URL"));
             }
             if spec.jwks_refresh.0 < Duration::from_secs(1) {
                 errors.push(format!("{path}.jwks_refresh"), "must be at least 1s");
             }
             fingerprint.update(uri.as_bytes());
             Some(crate::authn::RemoteJwks {
-                source: durable.jwks_source(uri, &allowed),
+                source: durable.jwks_source(uri, (field == "discovery").then_some(spec.issuer.as_str()), &allowed),
                 refresh_ms: spec.jwks_refresh.0.as_millis() as u64,
                 cooldown_ms: spec.jwks_refetch_cooldown.0.as_millis() as u64,
             })
         }
     };
     if keys.is_empty() && remote.is_none() && errors.0.len() == before {
-        errors.push(format!("{path}.keys"), "no usable key: add keys, a jwks_file or a jwks_uri");
+        errors.push(format!("{path}.keys"), "no usable key: add keys, a jwks_file, a jwks_uri or discovery");
     }
     if spec.max_token_size.0 < 256 || spec.max_token_size.0 > 64 * 1024 {
         errors.push(format!("{path}.max_token_size"), "must be between 256B and 64KiB");

@@ -58,14 +58,19 @@ impl Durable {
 
     /// The remote key set of a JWKS URI (for one list of allowed algorithms): a reload keeps
     /// the fetched keys and their refresh schedule.
-    pub fn jwks_source(&self, uri: &str, allowed: &[jsonwebtoken::Algorithm]) -> Arc<crate::authn::jwks::JwksSource> {
-        let key = format!("{uri}|{allowed:?}");
+    pub fn jwks_source(
+        &self,
+        uri: &str,
+        discovery_issuer: Option<&str>,
+        allowed: &[jsonwebtoken::Algorithm],
+    ) -> Arc<crate::authn::jwks::JwksSource> {
+        let key = format!("{uri}|{discovery_issuer:?}|{allowed:?}");
         let mut map = self.jwks.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(existing) = map.get(&key).and_then(Weak::upgrade) {
             return existing;
         }
         map.retain(|_, w| w.strong_count() > 0);
-        let fresh = Arc::new(crate::authn::jwks::JwksSource::new(uri.to_string(), allowed.to_vec()));
+        let fresh = Arc::new(crate::authn::jwks::JwksSource::new(uri.to_string(), discovery_issuer.map(str::to_string), allowed.to_vec()));
         map.insert(key, Arc::downgrade(&fresh));
         fresh
     }

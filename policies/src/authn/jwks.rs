@@ -18,7 +18,11 @@ use std::sync::Arc;
 
 #[derive(Debug)]
 pub struct JwksSource {
+    /// The JWKS URL, or the OIDC discovery document's URL when `discovery_issuer` is set.
     pub uri: String,
+    /// Set for OIDC discovery: the document's `issuer` must equal this exactly, and its
+    /// `jwks_uri` is then fetched.
+    pub discovery_issuer: Option<String>,
     allowed: Vec<Algorithm>,
     keys: ArcSwap<Vec<VerifyKey>>,
     /// When the next scheduled fetch is due (ms, `state::now_ms` clock).
@@ -32,9 +36,10 @@ pub struct JwksSource {
 }
 
 impl JwksSource {
-    pub fn new(uri: String, allowed: Vec<Algorithm>) -> Self {
+    pub fn new(uri: String, discovery_issuer: Option<String>, allowed: Vec<Algorithm>) -> Self {
         JwksSource {
             uri,
+            discovery_issuer,
             allowed,
             keys: ArcSwap::from_pointee(Vec::new()),
             next_fetch_ms: AtomicU64::new(0),

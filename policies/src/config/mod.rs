@@ -77,6 +77,10 @@ pub struct JwtKeyManagerSpec {
     /// A JWKS URL (http or https), fetched in the background and kept across reloads.
     #[serde(default)]
     pub jwks_uri: Option<String>,
+    /// An OpenID Connect discovery document (`<issuer>/.well-known/openid-configuration`):
+    /// its `issuer` must equal `issuer`, and its `jwks_uri` is fetched like `jwks_uri`.
+    #[serde(default)]
+    pub discovery: Option<String>,
     /// Longest time between JWKS fetches; a shorter `Cache-Control: max-age` wins.
     #[serde(default = "default_jwks_refresh")]
     pub jwks_refresh: HumanDuration,
