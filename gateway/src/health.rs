@@ -22,15 +22,8 @@ const TICK: Duration = Duration::from_millis(100);
 
 #[async_trait]
 impl BackgroundService for HealthChecker {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = tick.tick() => self.round(),
-            }
-        }
+    async fn start(&self, shutdown: ShutdownWatch) {
+        crate::ticker::every(TICK, shutdown, || self.round()).await;
     }
 }
 

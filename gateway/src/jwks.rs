@@ -34,6 +34,23 @@ impl JwksFetcher {
         JwksFetcher { store, connector: Arc::new(Connector::new(None)) }
     }
 
+    /// Starts a fetch for every source that is due and not already being fetched.
+    fn round(&self) {
+        let snapshot = self.store.load();
+        let now = now_ms();
+        for km in &snapshot.key_managers {
+            let Some(r) = km.remote.clone() else { continue };
+            if !r.source.due(now) || r.source.fetching.swap(true, Ordering::AcqRel) {
+                continue;
+            }
+            let (connector, name) = (self.connector.clone(), km.name.clone());
+            tokio::spawn(async move {
+                refresh(&connector, &name, &r.source, r.refresh_ms, r.cooldown_ms).await;
+                r.source.fetching.store(false, Ordering::Release);
+            });
+        }
+    }
+
     /// Fetches every source of the current snapshot once (at startup, before serving). It
     /// runs in a short-lived runtime, so it uses a connector of its own: pooled connections
     /// belong to the runtime that made them.
@@ -50,29 +67,8 @@ impl JwksFetcher {
 
 #[async_trait]
 impl BackgroundService for JwksFetcher {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = tick.tick() => {
-                    let snapshot = self.store.load();
-                    let now = now_ms();
-                    for km in &snapshot.key_managers {
-                        let Some(r) = km.remote.clone() else { continue };
-                        if !r.source.due(now) || r.source.fetching.swap(true, Ordering::AcqRel) {
-                            continue;
-                        }
-                        let (connector, name) = (self.connector.clone(), km.name.clone());
-                        tokio::spawn(async move {
-                            refresh(&connector, &name, &r.source, r.refresh_ms, r.cooldown_ms).await;
-                            r.source.fetching.store(false, Ordering::Release);
-                        });
-                    }
-                }
-            }
-        }
+    async fn start(&self, shutdown: ShutdownWatch) {
+        crate::ticker::every(TICK, shutdown, || self.round()).await;
     }
 }
 

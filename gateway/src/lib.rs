@@ -24,4 +24,5 @@ pub mod proxy;
 pub mod request_id;
 pub mod respond;
 pub mod server;
+pub mod ticker;
 pub mod upstream;

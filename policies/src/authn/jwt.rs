@@ -108,17 +108,6 @@ pub fn parse_algorithm(name: &str) -> Option<Algorithm> {
     Algorithm::from_str(name).ok()
 }
 
-/// The algorithms of a key family, for JWKS keys without `alg`.
-pub fn family_algorithms(alg: Algorithm) -> &'static [Algorithm] {
-    use Algorithm::*;
-    match alg {
-        HS256 | HS384 | HS512 => &[HS256, HS384, HS512],
-        RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => &[RS256, RS384, RS512, PS256, PS384, PS512],
-        ES256 | ES384 => &[ES256, ES384],
-        EdDSA => &[EdDSA],
-    }
-}
-
 impl JwtVerifier {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
