@@ -238,6 +238,16 @@ impl ProxyHttp for Gateway {
                 up.remove_header(name);
             }
         }
+        if let Some(bj) = &ctx.snapshot.backend_jwt {
+            // Only the gateway may set this header: a client's copy never reaches a backend.
+            up.remove_header(&bj.header);
+            if let (Some(p), true) = (&ctx.principal, api.auth.as_ref().is_some_and(|a| a.backend_jwt)) {
+                let app = p.application.and_then(|i| ctx.snapshot.applications.apps.get(i as usize)).map(|a| &*a.id);
+                if let Some(v) = bj.assertion(&api.name, app, p, unix_now()) {
+                    up.insert_header(bj.header.clone(), v)?;
+                }
+            }
+        }
         let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         up.insert_header(X_FORWARDED_PROTO_CASE, HeaderValue::from_static(if tls { "https" } else { "http" }))?;
         up.insert_header(X_REQUEST_ID_CASE, ctx.request_id.clone())?;

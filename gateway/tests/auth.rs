@@ -370,3 +370,40 @@ apis:
     assert!(m.contains("gateway_jwks_refreshes_total{key_manager=\"oidc\",result=\"error\"} 1"), "{m}");
     assert!(gw.log().contains("discovery issuer `https://remote.example/` is not the configured `https://other.example/`"), "{}", gw.log());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backend_jwt_names_the_caller_and_cannot_be_spoofed() {
+    let up = TestUpstream::start("a").await;
+    let cfg = config(&up)
+        .replace("applications:", "backend_jwt: { alg: HS256, secret_env: TEST_BACKEND_SECRET, ttl: 2m }\napplications:")
+        .replace("require_subscription: true }\n    resources:\n      - { path: /menu", "require_subscription: true, backend_jwt: true }\n    resources:\n      - { path: /menu");
+    assert!(cfg.contains("backend_jwt: true"), "{cfg}");
+    let backend_secret = "backend-signing-secret-of-at-least-32-bytes";
+    let gw = TestGateway::start_with(&cfg, &[("TEST_IDP_SECRET", HS_SECRET), ("TEST_BACKEND_SECRET", backend_secret)], "gateway.yaml");
+    let c = client();
+    let r = c
+        .get(gw.url("/orders/v1/order/1"))
+        .bearer_auth(token(claims()))
+        .header("x-jwt-assertion", "forged-by-client")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let e: Echo = r.json().await.unwrap();
+    let assertion = &e.headers["x-jwt-assertion"];
+    assert_ne!(assertion, "forged-by-client");
+    let mut v = jsonwebtoken::Validation::new(Algorithm::HS256);
+    v.set_issuer(&["gateway"]);
+    let got = jsonwebtoken::decode::<serde_json::Value>(assertion, &jsonwebtoken::DecodingKey::from_secret(backend_secret.as_bytes()), &v).unwrap().claims;
+    assert_eq!(got["application"], "mobile");
+    assert_eq!(got["sub"], "alice");
+    assert_eq!(got["tier"], "Gold");
+    assert_eq!(got["scope"], "order:write");
+    assert_eq!(got["api"], "orders");
+    // The same caller gets the same assertion (minted once, reused).
+    let again: Echo = c.get(gw.url("/orders/v1/order/2")).bearer_auth(token(claims())).send().await.unwrap().json().await.unwrap();
+    assert_eq!(&again.headers["x-jwt-assertion"], assertion);
+    // An open resource forwards no identity, and the client's forged header is still removed.
+    let open: Echo = c.get(gw.url("/orders/v1/menu")).header("x-jwt-assertion", "forged").send().await.unwrap().json().await.unwrap();
+    assert!(!open.headers.contains_key("x-jwt-assertion"), "{:?}", open.headers);
+}

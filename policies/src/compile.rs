@@ -30,6 +30,7 @@ pub fn compile(spec: &GatewaySpec, durable: &Durable) -> Result<Snapshot, Vec<Co
     check_process(spec, &mut errors);
 
     let key_managers = compile_key_managers(spec, durable, &mut errors);
+    let backend_jwt = spec.backend_jwt.as_ref().and_then(|b| compile_backend_jwt(b, &mut errors));
     let applications = compile_applications(spec, &mut errors);
     // Name → (index, issuer).
     let km_index: HashMap<&str, (u32, &str)> = spec
@@ -49,7 +50,7 @@ pub fn compile(spec: &GatewaySpec, durable: &Durable) -> Result<Snapshot, Vec<Co
         if !names.insert(api_spec.name.as_str()) {
             errors.push(format!("{path}.name"), format!("`{}` is used by another API; names must be unique", api_spec.name));
         }
-        if let Some(api) = compile_api(api_spec, &path, durable, &km_index, &mut errors) {
+        if let Some(api) = compile_api(api_spec, &path, durable, &km_index, spec.backend_jwt.is_some(), &mut errors) {
             if let Err(e) = routes.insert(&api.context, &api.version, api_spec.default_version, apis.len() as u32) {
                 errors.push(format!("{path}.context"), e);
             }
@@ -70,6 +71,7 @@ pub fn compile(spec: &GatewaySpec, durable: &Durable) -> Result<Snapshot, Vec<Co
     Ok(Snapshot {
         key_managers,
         applications,
+        backend_jwt,
         revision: 0,
         process: ProcessSettings {
             server: spec.server.clone(),
@@ -138,7 +140,14 @@ fn check_process(spec: &GatewaySpec, errors: &mut Errors) {
     }
 }
 
-fn compile_api(spec: &ApiSpec, path: &str, durable: &Durable, km_index: &HashMap<&str, (u32, &str)>, errors: &mut Errors) -> Option<Api> {
+fn compile_api(
+    spec: &ApiSpec,
+    path: &str,
+    durable: &Durable,
+    km_index: &HashMap<&str, (u32, &str)>,
+    has_backend_jwt: bool,
+    errors: &mut Errors,
+) -> Option<Api> {
     let before = errors.0.len();
     if spec.name.is_empty() || !spec.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
         errors.push(format!("{path}.name"), format!("`{}` must be non-empty and use letters, digits, - _ . only", spec.name));
@@ -214,6 +223,9 @@ fn compile_api(spec: &ApiSpec, path: &str, durable: &Durable, km_index: &HashMap
                 }
             }
         }
+        if a.backend_jwt && !has_backend_jwt {
+            errors.push(format!("{path}.auth.backend_jwt"), "needs a top-level `backend_jwt:` section (the key that signs it)");
+        }
         if kms.is_empty() && a.api_keys.is_none() && a.key_managers.is_empty() {
             errors.push(format!("{path}.auth"), "accepts no credential: list key_managers or api_keys");
         }
@@ -223,6 +235,7 @@ fn compile_api(spec: &ApiSpec, path: &str, durable: &Durable, km_index: &HashMap
             api_key_query: query,
             require_subscription: a.require_subscription,
             forward_credentials: a.forward_credentials,
+            backend_jwt: a.backend_jwt,
         }
     });
 
@@ -581,6 +594,56 @@ fn compile_jwt(spec: &JwtKeyManagerSpec, path: &str, durable: &Durable, errors: 
         None => verifier,
     };
     Some(KeyManager { name: Arc::from(spec.name.as_str()), verifier, cache, cache_ttl: spec.cache_ttl.0.as_secs().max(1), remote })
+}
+
+fn compile_backend_jwt(spec: &crate::config::BackendJwtSpec, errors: &mut Errors) -> Option<crate::authn::backend_jwt::BackendJwt> {
+    let before = errors.0.len();
+    let header = HeaderName::from_bytes(spec.header.as_bytes())
+        .map_err(|_| errors.push("backend_jwt.header", format!("`{}` is not a header name", spec.header)))
+        .ok();
+    let Some(alg) = parse_algorithm(&spec.alg) else {
+        errors.push("backend_jwt.alg", format!("`{}` is not a supported JWS algorithm", spec.alg));
+        return None;
+    };
+    let hmac = matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512);
+    let key = match (hmac, &spec.secret_env, &spec.pem_file) {
+        (true, Some(var), None) => match std::env::var(var) {
+            Ok(s) if s.len() >= 32 => Some(jsonwebtoken::EncodingKey::from_secret(s.as_bytes())),
+            Ok(_) => {
+                errors.push("backend_jwt.secret_env", "an HMAC secret must be at least 32 bytes");
+                None
+            }
+            Err(_) => {
+                errors.push("backend_jwt.secret_env", format!("the environment variable {var} is not set"));
+                None
+            }
+        },
+        (false, None, Some(file)) => match std::fs::read(file) {
+            Ok(pem) => {
+                let key = match alg {
+                    Algorithm::ES256 | Algorithm::ES384 => jsonwebtoken::EncodingKey::from_ec_pem(&pem),
+                    Algorithm::EdDSA => jsonwebtoken::EncodingKey::from_ed_pem(&pem),
+                    _ => jsonwebtoken::EncodingKey::from_rsa_pem(&pem),
+                };
+                key.map_err(|e| errors.push("backend_jwt.pem_file", format!("not a usable private key for {}: {e}", spec.alg))).ok()
+            }
+            Err(e) => {
+                errors.push("backend_jwt.pem_file", format!("cannot read `{file}`: {e}"));
+                None
+            }
+        },
+        _ => {
+            errors.push("backend_jwt", if hmac { "an HMAC algorithm needs secret_env (and no pem_file)" } else { "this algorithm needs a private key in pem_file (and no secret_env)" });
+            None
+        }
+    };
+    if spec.ttl.0.as_secs() < 2 {
+        errors.push("backend_jwt.ttl", "must be at least 2s");
+    }
+    if errors.0.len() > before {
+        return None;
+    }
+    Some(crate::authn::backend_jwt::BackendJwt::new(header?, spec.issuer.clone(), alg, key?, spec.ttl.0.as_secs(), spec.claims.clone()))
 }
 
 fn compile_applications(spec: &GatewaySpec, errors: &mut Errors) -> Applications {

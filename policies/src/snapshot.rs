@@ -34,6 +34,7 @@ pub struct Snapshot {
     pub routes: RouteTable,
     pub key_managers: Vec<KeyManager>,
     pub applications: Applications,
+    pub backend_jwt: Option<crate::authn::backend_jwt::BackendJwt>,
     /// Metrics of requests that matched no API.
     pub unrouted_metrics: ApiMetrics,
 }

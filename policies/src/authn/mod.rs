@@ -16,6 +16,7 @@
 //! A missing credential is 401 with `WWW-Authenticate: Bearer realm=...` and no error code;
 //! a bad one 401 `error="invalid_token"`.
 
+pub mod backend_jwt;
 pub mod jwks;
 pub mod jwt;
 
@@ -76,6 +77,7 @@ pub struct ApiAuth {
     pub api_key_query: Option<String>,
     pub require_subscription: bool,
     pub forward_credentials: bool,
+    pub backend_jwt: bool,
 }
 
 /// Who is calling, once authenticated.

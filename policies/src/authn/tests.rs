@@ -355,3 +355,17 @@ fn fractional_dates_are_numeric_dates() {
     c["iat"] = json!((NOW - 10) as f64 + 0.25);
     assert!(v.verify(&sign(Algorithm::ES256, "ec1", &k, &c), NOW).is_ok());
 }
+
+#[test]
+fn backend_jwt_needs_its_signing_key() {
+    let errs = crate::compile(
+        &parse(b"apis: [{ name: a, context: /a, version: v1, auth: { api_keys: { header: k }, backend_jwt: true }, resources: [{ path: /x, mock: { body: x } }] }]\n", Format::Yaml).unwrap(),
+        &Durable::new(),
+    )
+    .unwrap_err();
+    assert_eq!(errs[0].path, "apis[0].auth.backend_jwt");
+    let errs = crate::compile(&parse(b"backend_jwt: { alg: HS256, secret_env: AUTHN_TEST_UNSET_VAR }\napis: []\n", Format::Yaml).unwrap(), &Durable::new()).unwrap_err();
+    assert_eq!(errs[0].path, "backend_jwt.secret_env");
+    let errs = crate::compile(&parse(b"backend_jwt: { alg: ES256, secret_env: X }\napis: []\n", Format::Yaml).unwrap(), &Durable::new()).unwrap_err();
+    assert_eq!(errs[0].path, "backend_jwt");
+}

@@ -33,6 +33,9 @@ pub struct GatewaySpec {
     /// Consumers: their client ids, API keys, subscriptions.
     #[serde(default)]
     pub applications: Vec<ApplicationSpec>,
+    /// How the gateway signs the identity it forwards to backends (`auth.backend_jwt`).
+    #[serde(default)]
+    pub backend_jwt: Option<BackendJwtSpec>,
     #[serde(default)]
     pub apis: Vec<ApiSpec>,
 }
@@ -200,6 +203,79 @@ pub struct SubscriptionSpec {
     pub tier: String,
 }
 
+/// The JWT the gateway mints for backends: who called, as the gateway established it.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BackendJwtSpec {
+    /// The `iss` of minted tokens.
+    #[serde(default = "default_backend_issuer")]
+    pub issuer: String,
+    /// ES256, ES384, RS256..., EdDSA or HS256...
+    pub alg: String,
+    /// Private key in PEM (PKCS#8 for EC and Ed25519; PKCS#1 or PKCS#8 for RSA).
+    #[serde(default)]
+    pub pem_file: Option<String>,
+    /// HMAC secret from this environment variable (HS*).
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// The header carrying the token. A client-sent header of this name is always removed.
+    #[serde(default = "default_backend_header")]
+    pub header: String,
+    /// Lifetime of a minted token; it is reused for the same caller until half of it is left.
+    #[serde(default = "default_backend_ttl")]
+    pub ttl: HumanDuration,
+    #[serde(default)]
+    pub claims: BackendClaimsSpec,
+}
+
+fn default_backend_issuer() -> String {
+    "gateway".into()
+}
+fn default_backend_header() -> String {
+    "X-JWT-Assertion".into()
+}
+fn default_backend_ttl() -> HumanDuration {
+    HumanDuration(Duration::from_secs(300))
+}
+
+/// Claim names in the minted token.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BackendClaimsSpec {
+    #[serde(default = "default_bc_application")]
+    pub application: String,
+    #[serde(default = "default_user_claim")]
+    pub user: String,
+    #[serde(default = "default_bc_tier")]
+    pub tier: String,
+    #[serde(default = "default_scope_claim")]
+    pub scopes: String,
+    #[serde(default = "default_bc_api")]
+    pub api: String,
+}
+
+impl Default for BackendClaimsSpec {
+    fn default() -> Self {
+        Self {
+            application: default_bc_application(),
+            user: default_user_claim(),
+            tier: default_bc_tier(),
+            scopes: default_scope_claim(),
+            api: default_bc_api(),
+        }
+    }
+}
+
+fn default_bc_application() -> String {
+    "application".into()
+}
+fn default_bc_tier() -> String {
+    "tier".into()
+}
+fn default_bc_api() -> String {
+    "api".into()
+}
+
 /// Authentication of an API.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -216,6 +292,9 @@ pub struct AuthSpec {
     /// Send `Authorization` and the API key upstream (stripped by default).
     #[serde(default)]
     pub forward_credentials: bool,
+    /// Forward a gateway-signed JWT naming the caller (needs top-level `backend_jwt`).
+    #[serde(default)]
+    pub backend_jwt: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
