@@ -9,10 +9,8 @@
 use async_trait::async_trait;
 use control_api::Store;
 use pingora::connectors::http::Connector;
-use pingora::http::RequestHeader;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
-use pingora::upstreams::peer::HttpPeer;
 use policies::authn::jwks::JwksSource;
 use policies::metrics::FAMILIES;
 use policies::state::now_ms;
@@ -22,7 +20,6 @@ use std::time::Duration;
 
 const TICK: Duration = Duration::from_millis(100);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
-const MAX_DOCUMENT: usize = 1 << 20;
 
 pub struct JwksFetcher {
     pub store: Arc<Store>,
@@ -117,45 +114,13 @@ async fn fetch_keys(connector: &Connector, source: &JwksSource) -> Result<(Vec<u
     fetch(connector, jwks_uri).await
 }
 
-/// GETs a JWKS document; returns the body and the response's `max-age`, if any.
+/// GETs a JWKS (or discovery) document; returns the body and the response's `max-age`.
 async fn fetch(connector: &Connector, uri: &str) -> Result<(Vec<u8>, Option<u64>), String> {
     let uri: http::Uri = uri.parse().map_err(|_| "bad URI".to_string())?;
-    let tls = uri.scheme_str() == Some("https");
-    let host = uri.host().ok_or("no host")?.to_string();
-    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-    let addr = tokio::net::lookup_host((host.as_str(), port))
-        .await
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{host} resolves to nothing"))?;
-    let mut peer = HttpPeer::new(addr, tls, if tls { host.clone() } else { String::new() });
-    peer.options.connection_timeout = Some(Duration::from_secs(2));
-    peer.options.read_timeout = Some(FETCH_TIMEOUT);
-    let (mut session, _) = connector.get_http_session(&peer).await.map_err(|e| e.to_string())?;
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut req = RequestHeader::build("GET", path.as_bytes(), None).map_err(|e| e.to_string())?;
-    req.insert_header("Host", uri.authority().map_or(host.as_str(), |a| a.as_str())).map_err(|e| e.to_string())?;
-    req.insert_header("Accept", "application/jwk-set+json, application/json").map_err(|e| e.to_string())?;
-    session.write_request_header(Box::new(req)).await.map_err(|e| e.to_string())?;
-    session.finish_request_body().await.map_err(|e| e.to_string())?;
-    session.read_response_header().await.map_err(|e| e.to_string())?;
-    let (status, max_age) = match session.response_header() {
-        Some(h) => (h.status.as_u16(), h.headers.get(http::header::CACHE_CONTROL).and_then(|v| v.to_str().ok()).and_then(max_age)),
-        None => return Err("no response".into()),
-    };
-    if status != 200 {
-        return Err(format!("HTTP {status}"));
+    let accept = http::HeaderValue::from_static("application/jwk-set+json, application/json");
+    let r = crate::outbound::call(connector, "GET", &uri, &[("Accept", accept)], None, FETCH_TIMEOUT).await?;
+    if r.status != 200 {
+        return Err(format!("HTTP {}", r.status));
     }
-    let mut body = Vec::new();
-    while let Some(chunk) = session.read_response_body().await.map_err(|e| e.to_string())? {
-        if body.len() + chunk.len() > MAX_DOCUMENT {
-            return Err("the JWKS document is larger than 1 MiB".into());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok((body, max_age))
-}
-
-fn max_age(cache_control: &str) -> Option<u64> {
-    cache_control.split(',').find_map(|d| d.trim().strip_prefix("max-age=")?.trim_matches('"').parse().ok())
+    Ok((r.body, r.max_age))
 }

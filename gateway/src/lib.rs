@@ -10,6 +10,8 @@
 //! | `upstream` | peer templates and health checkers prepared per snapshot |
 //! | `health` | active health checks |
 //! | `jwks` | background refresh of remote JWKS key sets |
+//! | `introspect` | RFC 7662 token introspection calls, single-flight per token |
+//! | `outbound` | outbound HTTP over Pingora's connector (JWKS, discovery, introspection) |
 //! | `control_plane` | admin listener, SIGHUP and file-watch reloads |
 //! | `access_log` | JSON access log on a writer thread |
 //! | `request_id` | accepts or generates `X-Request-Id` |
@@ -19,7 +21,9 @@ pub mod cli;
 pub mod control_plane;
 pub mod ctx;
 pub mod health;
+pub mod introspect;
 pub mod jwks;
+pub mod outbound;
 pub mod proxy;
 pub mod request_id;
 pub mod respond;

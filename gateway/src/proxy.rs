@@ -24,6 +24,8 @@ use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 use policies::metrics::FAMILIES;
+use policies::authn::introspect::IntrospectionResult;
+use policies::authn::{bearer_token, AuthStep};
 use policies::route::normalize;
 use policies::snapshot::Action;
 use policies::state::now_ms;
@@ -46,6 +48,7 @@ const X_FORWARDED_HOST_CASE: &str = "X-Forwarded-Host";
 pub struct Gateway {
     pub store: Arc<Store>,
     pub access_log: Option<AccessLog>,
+    pub introspection: crate::introspect::IntrospectionClient,
 }
 
 #[async_trait]
@@ -86,7 +89,24 @@ impl ProxyHttp for Gateway {
                 ctx.api = Some(plan.api);
                 ctx.resource = plan.resource;
                 if !matches!(plan.action, Action::Preflight(_)) {
-                    match ctx.snapshot.authenticate(req, &plan, unix_now()) {
+                    let now = unix_now();
+                    let step = ctx.snapshot.authenticate(req, &plan, now);
+                    let outcome = match step {
+                        Ok(None) => Ok(None),
+                        Ok(Some(AuthStep::Done(p))) => Ok(Some(p)),
+                        Ok(Some(AuthStep::Introspect { introspector })) => {
+                            // The one asynchronous step of authentication: ask the IdP.
+                            let snapshot = ctx.snapshot.clone();
+                            let token = bearer_token(session.req_header()).unwrap_or("").to_string();
+                            let result = match snapshot.introspectors.get(introspector as usize) {
+                                Some(intro) => self.introspection.introspect(intro, &token, now).await,
+                                None => IntrospectionResult::Unavailable("introspector missing".into()),
+                            };
+                            snapshot.complete_introspection(session.req_header(), &plan, &result)
+                        }
+                        Err(r) => Err(r),
+                    };
+                    match outcome {
                         Ok(principal) => ctx.principal = principal,
                         Err(rejection) => {
                             respond::reject(session, ctx, rejection).await?;

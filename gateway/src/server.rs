@@ -90,7 +90,7 @@ pub fn run(config: &Path) -> ExitCode {
         Err(e) => tracing::warn!(error = %e, "cannot fetch JWKS at startup; the background fetcher will"),
     }
 
-    let gateway = Gateway { store: store.clone(), access_log };
+    let gateway = Gateway { store: store.clone(), access_log, introspection: Default::default() };
     let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "gateway");
     for l in &process.listeners {
         match &l.tls {

@@ -407,3 +407,113 @@ async fn backend_jwt_names_the_caller_and_cannot_be_spoofed() {
     let open: Echo = c.get(gw.url("/orders/v1/menu")).header("x-jwt-assertion", "forged").send().await.unwrap().json().await.unwrap();
     assert!(!open.headers.contains_key("x-jwt-assertion"), "{:?}", open.headers);
 }
+
+/// An RFC 7662 introspection endpoint: checks the gateway's Basic credentials, answers by
+/// token, counts calls per token. `slow` never answers in time; `shared` answers after 300 ms.
+async fn introspection_idp() -> (u16, std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>) {
+    use http_body_util::{BodyExt, Full};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let calls = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+    let counted = calls.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let calls = counted.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let calls = calls.clone();
+                    async move {
+                        let authorized = req.headers().get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Basic {}", base64_std("gateway:intro-secret")));
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let form = String::from_utf8_lossy(&body).to_string();
+                        let token = form.split('&').find_map(|p| p.strip_prefix("token=")).unwrap_or("").to_string();
+                        *calls.lock().unwrap().entry(token.clone()).or_insert(0) += 1;
+                        let (status, json) = if !authorized {
+                            (401, json!({ "error": "invalid_client" }))
+                        } else {
+                            match token.as_str() {
+                                "slow" => {
+                                    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+                                    (200, json!({ "active": true }))
+                                }
+                                "shared" => {
+                                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                                    (200, json!({ "active": true, "client_id": "mobile-client", "sub": "bob", "scope": "order:write", "exp": now() + 600 }))
+                                }
+                                "good" => (200, json!({ "active": true, "client_id": "mobile-client", "sub": "alice", "scope": "order:write", "exp": now() + 600 })),
+                                "no-scope" => (200, json!({ "active": true, "client_id": "mobile-client", "scope": "order:read", "exp": now() + 600 })),
+                                _ => (200, json!({ "active": false })),
+                            }
+                        };
+                        Ok::<_, hyper::Error>(hyper::Response::builder().status(status).header("content-type", "application/json").body(Full::new(bytes::Bytes::from(json.to_string()))).unwrap())
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await;
+            });
+        }
+    });
+    (port, calls)
+}
+
+fn base64_std(v: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(v)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn opaque_tokens_are_introspected_cached_and_single_flighted() {
+    let (idp, calls) = introspection_idp().await;
+    let up = TestUpstream::start("a").await;
+    let cfg = |secret_var: &str| {
+        format!(
+            r#"access_log: {{ enabled: false }}
+listeners: [{{ address: "127.0.0.1:{{port}}" }}]
+admin: {{ address: "127.0.0.1:{{admin}}" }}
+key_managers:
+  - {{ type: introspection, name: legacy, endpoint: "http://127.0.0.1:{idp}/introspect", client_id: gateway, client_secret_env: {secret_var}, timeout: 500ms, negative_cache_ttl: 1m }}
+applications:
+  - {{ id: mobile, client_ids: [mobile-client], subscriptions: [{{ api: legacy, tier: Gold }}] }}
+apis:
+  - {{ name: legacy, context: /legacy, version: v1, endpoint: {{ targets: [{{ url: "{}" }}] }}, auth: {{ key_managers: [legacy], require_subscription: true }}, resources: [{{ path: "/*", methods: [GET], scopes: [order:write] }}] }}
+"#,
+            up.url()
+        )
+    };
+    let gw = TestGateway::start_with(&cfg("TEST_INTRO_SECRET"), &[("TEST_INTRO_SECRET", "intro-secret")], "gateway.yaml");
+    let c = client();
+    let get = |t: &'static str| {
+        let (c, url) = (c.clone(), gw.url("/legacy/v1/x"));
+        async move { c.get(url).bearer_auth(t).send().await.unwrap() }
+    };
+    let count = |t: &str| *calls.lock().unwrap().get(t).unwrap_or(&0);
+
+    assert_eq!(get("good").await.status(), 200);
+    assert_eq!(get("good").await.status(), 200);
+    assert_eq!(count("good"), 1, "the positive cache answers the second time");
+
+    let r = get("revoked").await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"legacy\", error=\"invalid_token\", error_description=\"the token is not active\"");
+    assert_eq!(get("revoked").await.status(), 401);
+    assert_eq!(count("revoked"), 1, "the negative cache answers the second time");
+
+    assert_eq!(get("no-scope").await.status(), 403);
+
+    let started = std::time::Instant::now();
+    let r = get("slow").await;
+    assert_eq!(r.status(), 503);
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "bounded by the 500ms timeout");
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["code"], "auth.introspection_unavailable");
+
+    // Ten concurrent requests with one uncached token make exactly one call.
+    let all = futures_util::future::join_all((0..10).map(|_| get("shared"))).await;
+    assert!(all.iter().all(|r| r.status() == 200));
+    assert_eq!(count("shared"), 1, "single flight");
+    drop(gw);
+
+    // Wrong client credentials at the IdP: not a verdict on the token, a 503.
+    let gw = TestGateway::start_with(&cfg("TEST_INTRO_SECRET"), &[("TEST_INTRO_SECRET", "wrong-secret")], "gateway.yaml");
+    let r = c.get(gw.url("/legacy/v1/x")).bearer_auth("good").send().await.unwrap();
+    assert_eq!(r.status(), 503);
+}

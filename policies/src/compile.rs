@@ -5,7 +5,8 @@
 
 use crate::authn::jwt::{parse_algorithm, JwtVerifier, VerifyKey};
 use crate::authn::{ApiAuth, Application, Applications, KeyManager};
-use crate::config::{ApiSpec, AuthType, EndpointSpec, GatewaySpec, JwtKeyManagerSpec, KeyManagerSpec, LifecycleState};
+use crate::authn::introspect::Introspector;
+use crate::config::{ApiSpec, AuthType, EndpointSpec, GatewaySpec, IntrospectionSpec, JwtKeyManagerSpec, KeyManagerSpec, LifecycleState};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use sha2::{Digest, Sha256};
 use crate::cors::Cors;
@@ -29,18 +30,26 @@ pub fn compile(spec: &GatewaySpec, durable: &Durable) -> Result<Snapshot, Vec<Co
     let mut errors = Errors::default();
     check_process(spec, &mut errors);
 
-    let key_managers = compile_key_managers(spec, durable, &mut errors);
+    let (key_managers, introspectors) = compile_key_managers(spec, durable, &mut errors);
     let backend_jwt = spec.backend_jwt.as_ref().and_then(|b| compile_backend_jwt(b, &mut errors));
     let applications = compile_applications(spec, &mut errors);
-    // Name → (index, issuer).
-    let km_index: HashMap<&str, (u32, &str)> = spec
-        .key_managers
-        .iter()
-        .enumerate()
-        .map(|(i, k)| match k {
-            KeyManagerSpec::Jwt(j) => (k.name(), (i as u32, j.issuer.as_str())),
-        })
-        .collect();
+    // Name → where the compiled key manager is. JWT key managers and introspectors are
+    // numbered separately, in config order.
+    let mut km_index: HashMap<&str, KmRef<'_>> = HashMap::new();
+    let (mut jwt_n, mut intro_n) = (0u32, 0u32);
+    for k in &spec.key_managers {
+        let r = match k {
+            KeyManagerSpec::Jwt(j) => {
+                jwt_n += 1;
+                KmRef::Jwt(jwt_n - 1, j.issuer.as_str())
+            }
+            KeyManagerSpec::Introspection(_) => {
+                intro_n += 1;
+                KmRef::Introspection(intro_n - 1)
+            }
+        };
+        km_index.insert(k.name(), r);
+    }
 
     let mut routes = RouteTable::default();
     let mut apis = Vec::with_capacity(spec.apis.len());
@@ -70,6 +79,7 @@ pub fn compile(spec: &GatewaySpec, durable: &Durable) -> Result<Snapshot, Vec<Co
     }
     Ok(Snapshot {
         key_managers,
+        introspectors,
         applications,
         backend_jwt,
         revision: 0,
@@ -144,7 +154,7 @@ fn compile_api(
     spec: &ApiSpec,
     path: &str,
     durable: &Durable,
-    km_index: &HashMap<&str, (u32, &str)>,
+    km_index: &HashMap<&str, KmRef<'_>>,
     has_backend_jwt: bool,
     errors: &mut Errors,
 ) -> Option<Api> {
@@ -190,12 +200,16 @@ fn compile_api(
     let endpoint = spec.endpoint.as_ref().and_then(|e| compile_endpoint(e, &format!("{path}.endpoint"), durable, errors));
 
     let auth = spec.auth.as_ref().map(|a| {
-        let mut kms = Vec::new();
+        let (mut kms, mut intros) = (Vec::new(), Vec::new());
         for (k, name) in a.key_managers.iter().enumerate() {
             match km_index.get(name.as_str()) {
-                Some((i, _)) => kms.push(*i),
+                Some(KmRef::Jwt(i, _)) => kms.push(*i),
+                Some(KmRef::Introspection(i)) => intros.push(*i),
                 None => errors.push(format!("{path}.auth.key_managers[{k}]"), format!("no key manager is named `{name}`")),
             }
+        }
+        if intros.len() > 1 {
+            errors.push(format!("{path}.auth.key_managers"), "at most one introspection key manager per API (an opaque token names no issuer to choose by)");
         }
         let (mut header, mut query) = (None, None);
         if let Some(src) = &a.api_keys {
@@ -217,7 +231,7 @@ fn compile_api(
         }
         let mut issuers = HashSet::new();
         for (k, name) in a.key_managers.iter().enumerate() {
-            if let Some((_, iss)) = km_index.get(name.as_str()) {
+            if let Some(KmRef::Jwt(_, iss)) = km_index.get(name.as_str()) {
                 if !issuers.insert(iss) {
                     errors.push(format!("{path}.auth.key_managers[{k}]"), format!("another key manager of this API has the issuer `{iss}`; the issuer must pick one"));
                 }
@@ -226,11 +240,12 @@ fn compile_api(
         if a.backend_jwt && !has_backend_jwt {
             errors.push(format!("{path}.auth.backend_jwt"), "needs a top-level `backend_jwt:` section (the key that signs it)");
         }
-        if kms.is_empty() && a.api_keys.is_none() && a.key_managers.is_empty() {
+        if kms.is_empty() && intros.is_empty() && a.api_keys.is_none() && a.key_managers.is_empty() {
             errors.push(format!("{path}.auth"), "accepts no credential: list key_managers or api_keys");
         }
         ApiAuth {
             key_managers: kms,
+            introspectors: intros,
             api_key_header: header,
             api_key_query: query,
             require_subscription: a.require_subscription,
@@ -445,8 +460,15 @@ fn parse_target(url: &str, spec: &EndpointSpec, ca_pem: Option<Arc<[u8]>>, durab
     })
 }
 
-fn compile_key_managers(spec: &GatewaySpec, durable: &Durable, errors: &mut Errors) -> Vec<KeyManager> {
+/// Where a named key manager is compiled to.
+enum KmRef<'a> {
+    Jwt(u32, &'a str),
+    Introspection(u32),
+}
+
+fn compile_key_managers(spec: &GatewaySpec, durable: &Durable, errors: &mut Errors) -> (Vec<KeyManager>, Vec<Introspector>) {
     let mut out = Vec::new();
+    let mut intros = Vec::new();
     let mut names = HashSet::new();
     for (i, km) in spec.key_managers.iter().enumerate() {
         let path = format!("key_managers[{i}]");
@@ -459,9 +481,58 @@ fn compile_key_managers(spec: &GatewaySpec, durable: &Durable, errors: &mut Erro
                     out.push(km);
                 }
             }
+            KeyManagerSpec::Introspection(x) => {
+                if let Some(intro) = compile_introspection(x, &path, durable, errors) {
+                    intros.push(intro);
+                }
+            }
         }
     }
-    out
+    (out, intros)
+}
+
+fn compile_introspection(spec: &IntrospectionSpec, path: &str, durable: &Durable, errors: &mut Errors) -> Option<Introspector> {
+    let before = errors.0.len();
+    let endpoint = spec.endpoint.parse::<http::Uri>().ok().filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
+    if endpoint.is_none() {
+        errors.push(format!("{path}.endpoint"), format!("`{}` is not an http(s) URL", spec.endpoint));
+    }
+    let secret = match std::env::var(&spec.client_secret_env) {
+        Ok(s) if !s.is_empty() => Some(s),
+        _ => {
+            errors.push(format!("{path}.client_secret_env"), format!("the environment variable {} is not set", spec.client_secret_env));
+            None
+        }
+    };
+    if spec.timeout.0.is_zero() {
+        errors.push(format!("{path}.timeout"), "must be greater than 0");
+    }
+    if errors.0.len() > before {
+        return None;
+    }
+    // RFC 6749 §2.3.1: id and secret are form-encoded, then joined and base64-encoded.
+    let form = |v: &str| -> String {
+        v.bytes()
+            .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+            .collect()
+    };
+    use base64::Engine;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", form(&spec.client_id), form(secret.as_deref()?)));
+    let authorization = HeaderValue::from_str(&format!("Basic {basic}")).ok()?;
+    let mut fp = Sha256::new();
+    fp.update(format!("{spec:?}"));
+    fp.update(secret.as_deref()?.as_bytes());
+    let fp = hex::encode(fp.finalize());
+    Some(Introspector::new(
+        endpoint?,
+        authorization,
+        spec.timeout.0.as_millis() as u64,
+        spec.cache_ttl.0.as_secs().max(1),
+        spec.negative_cache_ttl.0.as_secs(),
+        durable.token_cache(&format!("{fp}+"), 100_000),
+        durable.token_cache(&format!("{fp}-"), 100_000),
+        &spec.claims,
+    ))
 }
 
 fn compile_jwt(spec: &JwtKeyManagerSpec, path: &str, durable: &Durable, errors: &mut Errors) -> Option<KeyManager> {

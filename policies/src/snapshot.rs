@@ -2,7 +2,8 @@
 //! it. A request loads one `Arc<Snapshot>` and keeps it to the end, so a reload never changes
 //! a request midway.
 
-use crate::authn::{ApiAuth, Applications, AuthContext, KeyManager, Principal};
+use crate::authn::introspect::IntrospectionResult;
+use crate::authn::{ApiAuth, Applications, AuthContext, AuthStep, KeyManager, Principal};
 use crate::config::{AccessLogSpec, AdminSpec, AuthType, LifecycleState, ListenerSpec, ServerSpec};
 use crate::cors::{Cors, CorsHeaders};
 use crate::lifecycle::Lifecycle;
@@ -33,6 +34,7 @@ pub struct Snapshot {
     pub apis: Vec<Api>,
     pub routes: RouteTable,
     pub key_managers: Vec<KeyManager>,
+    pub introspectors: Vec<crate::authn::introspect::Introspector>,
     pub applications: Applications,
     pub backend_jwt: Option<crate::authn::backend_jwt::BackendJwt>,
     /// Metrics of requests that matched no API.
@@ -150,23 +152,39 @@ impl Snapshot {
 
     /// Authenticates and authorizes a planned request. `Ok(None)`: no credential needed
     /// (open API, `auth: none` resource, prototyped API, or a preflight).
-    pub fn authenticate(&self, parts: &Parts, plan: &Plan, now_unix: u64) -> Result<Option<Principal>, Rejection> {
-        let Some(api) = self.api(plan.api) else { return Ok(None) };
+    pub fn authenticate(&self, parts: &Parts, plan: &Plan, now_unix: u64) -> Result<Option<AuthStep>, Rejection> {
+        match self.auth_context(plan) {
+            Some(cx) => crate::authn::authenticate(&cx, parts, now_unix).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Finishes an authentication that needed introspection (see [`AuthStep::Introspect`]).
+    pub fn complete_introspection(&self, parts: &Parts, plan: &Plan, result: &IntrospectionResult) -> Result<Option<Principal>, Rejection> {
+        match self.auth_context(plan) {
+            Some(cx) => crate::authn::complete_introspection(&cx, parts, result).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The authentication settings for a planned request; `None` when it needs none.
+    fn auth_context(&self, plan: &Plan) -> Option<AuthContext<'_>> {
+        let api = self.api(plan.api)?;
         let (Some(auth), Some(resource)) = (&api.auth, plan.resource.and_then(|r| api.resource(r))) else {
-            return Ok(None);
+            return None;
         };
         if resource.auth_type == AuthType::None || api.lifecycle.state == LifecycleState::Prototyped {
-            return Ok(None);
+            return None;
         }
-        let cx = AuthContext {
+        Some(AuthContext {
             api_name: &api.name,
             auth,
             key_managers: &self.key_managers,
+            introspectors: &self.introspectors,
             applications: &self.applications,
             auth_type: resource.auth_type,
             scopes: &resource.scopes,
-        };
-        crate::authn::authenticate(&cx, parts, now_unix).map(Some)
+        })
     }
 
     pub fn api(&self, idx: u32) -> Option<&Api> {

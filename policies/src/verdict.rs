@@ -37,6 +37,8 @@ pub enum ProblemCode {
     AuthDomainNotAllowed,
     /// An application credential where a user token is required, or the reverse (403).
     AuthWrongCredentialType,
+    /// The introspection endpoint failed or timed out (503): not a verdict on the token.
+    AuthIntrospectionUnavailable,
     /// No target could be used (none configured, or every attempt failed to connect).
     UpstreamUnavailable,
     UpstreamTimeout,
@@ -63,6 +65,7 @@ impl ProblemCode {
             | Self::AuthApplicationBlocked
             | Self::AuthDomainNotAllowed
             | Self::AuthWrongCredentialType => StatusCode::FORBIDDEN,
+            Self::AuthIntrospectionUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::UpstreamError => StatusCode::BAD_GATEWAY,
@@ -90,6 +93,7 @@ impl ProblemCode {
             Self::AuthApplicationBlocked => "auth.application_blocked",
             Self::AuthDomainNotAllowed => "auth.domain_not_allowed",
             Self::AuthWrongCredentialType => "auth.wrong_credential_type",
+            Self::AuthIntrospectionUnavailable => "auth.introspection_unavailable",
             Self::UpstreamUnavailable => "upstream.unavailable",
             Self::UpstreamTimeout => "upstream.timeout",
             Self::UpstreamError => "upstream.error",
@@ -116,6 +120,7 @@ impl ProblemCode {
             Self::AuthApplicationBlocked => "Application blocked",
             Self::AuthDomainNotAllowed => "Domain not allowed",
             Self::AuthWrongCredentialType => "Wrong credential type",
+            Self::AuthIntrospectionUnavailable => "Token check unavailable",
             Self::UpstreamUnavailable => "Upstream unavailable",
             Self::UpstreamTimeout => "Upstream timed out",
             Self::UpstreamError => "Upstream error",
@@ -130,7 +135,7 @@ impl ProblemCode {
             Self::RouteNotFound | Self::MethodNotAllowed => "route",
             Self::ApiNotAvailable | Self::ApiBlocked => "lifecycle",
             Self::CorsOriginNotAllowed | Self::CorsMethodNotAllowed | Self::CorsHeadersNotAllowed => "cors",
-            Self::AuthMissing | Self::AuthInvalidToken | Self::AuthInvalidApiKey => "authn",
+            Self::AuthMissing | Self::AuthInvalidToken | Self::AuthInvalidApiKey | Self::AuthIntrospectionUnavailable => "authn",
             Self::AuthInsufficientScope
             | Self::AuthNotSubscribed
             | Self::AuthApplicationBlocked
@@ -160,6 +165,7 @@ impl ProblemCode {
         Self::AuthApplicationBlocked,
         Self::AuthDomainNotAllowed,
         Self::AuthWrongCredentialType,
+        Self::AuthIntrospectionUnavailable,
         Self::UpstreamUnavailable,
         Self::UpstreamTimeout,
         Self::UpstreamError,

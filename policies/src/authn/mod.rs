@@ -17,6 +17,7 @@
 //! a bad one 401 `error="invalid_token"`.
 
 pub mod backend_jwt;
+pub mod introspect;
 pub mod jwks;
 pub mod jwt;
 
@@ -73,6 +74,8 @@ pub struct Applications {
 pub struct ApiAuth {
     /// Indices into the snapshot's key managers.
     pub key_managers: Vec<u32>,
+    /// Indices into the snapshot's introspectors.
+    pub introspectors: Vec<u32>,
     pub api_key_header: Option<HeaderName>,
     pub api_key_query: Option<String>,
     pub require_subscription: bool,
@@ -96,22 +99,71 @@ pub struct AuthContext<'a> {
     pub api_name: &'a str,
     pub auth: &'a ApiAuth,
     pub key_managers: &'a [KeyManager],
+    pub introspectors: &'a [introspect::Introspector],
     pub applications: &'a Applications,
     pub auth_type: AuthType,
     pub scopes: &'a [String],
 }
 
+/// Where authentication stands after the synchronous part.
+#[derive(Debug)]
+pub enum AuthStep {
+    Done(Principal),
+    /// An opaque bearer token not in the caches: the gateway must call this introspector
+    /// (with the request's bearer token), then [`complete_introspection`].
+    Introspect { introspector: u32 },
+}
+
 /// Authenticates and authorizes a request. `now` is Unix seconds.
-pub fn authenticate(cx: &AuthContext<'_>, parts: &Parts, now: u64) -> Result<Principal, Rejection> {
+pub fn authenticate(cx: &AuthContext<'_>, parts: &Parts, now: u64) -> Result<AuthStep, Rejection> {
     let realm = cx.api_name;
     let mut principal = match credential(cx, parts) {
         Credential::None => return Err(missing(realm)),
         Credential::Malformed => return Err(invalid(realm, ProblemCode::AuthInvalidToken, "the Authorization header is not a Bearer token")),
-        Credential::Bearer(token) => from_token(cx, token, now).map_err(|e| invalid(realm, ProblemCode::AuthInvalidToken, &e.to_string()))?,
+        Credential::Bearer(token) => {
+            // A JWS shape goes to the JWT key managers when the API has some; anything else
+            // (or everything, on an introspection-only API) to introspection.
+            let jws = token.bytes().filter(|b| *b == b'.').count() == 2;
+            if jws && !cx.auth.key_managers.is_empty() || cx.auth.introspectors.is_empty() {
+                from_token(cx, token, now).map_err(|e| invalid(realm, ProblemCode::AuthInvalidToken, &e.to_string()))?
+            } else {
+                let Some(&i) = cx.auth.introspectors.first() else { return Err(missing(realm)) };
+                let Some(intro) = cx.introspectors.get(i as usize) else { return Err(missing(realm)) };
+                match intro.cached(token, now) {
+                    Some(Ok(claims)) => principal_from_claims(cx, &claims),
+                    Some(Err(())) => return Err(invalid(realm, ProblemCode::AuthInvalidToken, "the token is not active")),
+                    None => return Ok(AuthStep::Introspect { introspector: i }),
+                }
+            }
+        }
         Credential::ApiKey(key) => from_api_key(cx, key).ok_or_else(|| invalid(realm, ProblemCode::AuthInvalidApiKey, "the API key is not valid"))?,
     };
     authorize(cx, parts, &mut principal)?;
-    Ok(principal)
+    Ok(AuthStep::Done(principal))
+}
+
+/// Finishes authentication once the gateway has introspected the token.
+pub fn complete_introspection(cx: &AuthContext<'_>, parts: &Parts, result: &introspect::IntrospectionResult) -> Result<Principal, Rejection> {
+    match result {
+        introspect::IntrospectionResult::Active(claims) => {
+            let mut principal = principal_from_claims(cx, claims);
+            authorize(cx, parts, &mut principal)?;
+            Ok(principal)
+        }
+        introspect::IntrospectionResult::Inactive => Err(invalid(cx.api_name, ProblemCode::AuthInvalidToken, "the token is not active")),
+        introspect::IntrospectionResult::Unavailable(_) => Err(Rejection::new(
+            ProblemCode::AuthIntrospectionUnavailable,
+            "the identity provider could not check the token; try again",
+        )
+        .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))),
+    }
+}
+
+/// The bearer token of a request, if it has one.
+pub fn bearer_token(parts: &Parts) -> Option<&str> {
+    let v = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 enum Credential<'a> {
@@ -123,7 +175,7 @@ enum Credential<'a> {
 
 fn credential<'a>(cx: &AuthContext<'_>, parts: &'a Parts) -> Credential<'a> {
     // An API that takes only API keys ignores Authorization (a proxy in front may add Basic).
-    if let Some(v) = parts.headers.get(header::AUTHORIZATION).filter(|_| !cx.auth.key_managers.is_empty()) {
+    if let Some(v) = parts.headers.get(header::AUTHORIZATION).filter(|_| !cx.auth.key_managers.is_empty() || !cx.auth.introspectors.is_empty()) {
         let Ok(v) = v.to_str() else { return Credential::Malformed };
         let Some((scheme, token)) = v.split_once(' ') else { return Credential::Malformed };
         if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
@@ -164,10 +216,14 @@ fn from_token(cx: &AuthContext<'_>, token: &str, now: u64) -> Result<Principal, 
             verified
         }
     };
+    Ok(principal_from_claims(cx, &claims))
+}
+
+fn principal_from_claims(cx: &AuthContext<'_>, claims: &VerifiedClaims) -> Principal {
     let application = claims.application.as_deref().and_then(|c| cx.applications.by_client_id.get(c)).copied();
     // A user token names a user distinct from the client it was issued to.
     let user = claims.user.clone().filter(|u| Some(u.as_str()) != claims.application.as_deref());
-    Ok(Principal { application, user, scopes: claims.scopes.clone(), tier: None, via_api_key: false })
+    Principal { application, user, scopes: claims.scopes.clone(), tier: None, via_api_key: false }
 }
 
 fn from_api_key(cx: &AuthContext<'_>, key: &str) -> Option<Principal> {

@@ -46,14 +46,52 @@ pub struct GatewaySpec {
 pub enum KeyManagerSpec {
     /// Self-contained JWTs verified locally.
     Jwt(JwtKeyManagerSpec),
+    /// Opaque tokens checked with the IdP (RFC 7662).
+    Introspection(IntrospectionSpec),
 }
 
 impl KeyManagerSpec {
     pub fn name(&self) -> &str {
         match self {
             KeyManagerSpec::Jwt(j) => &j.name,
+            KeyManagerSpec::Introspection(i) => &i.name,
         }
     }
+}
+
+/// An OAuth2 token introspection endpoint (RFC 7662).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IntrospectionSpec {
+    pub name: String,
+    /// The introspection endpoint (http or https).
+    pub endpoint: String,
+    /// The gateway's client id at the IdP (HTTP Basic, RFC 7662 §2.1).
+    pub client_id: String,
+    /// Environment variable holding the client secret.
+    pub client_secret_env: String,
+    /// Active tokens are cached until their `exp`, but never longer than this.
+    #[serde(default = "default_cache_ttl")]
+    pub cache_ttl: HumanDuration,
+    /// Inactive tokens are remembered this long.
+    #[serde(default = "default_negative_ttl")]
+    pub negative_cache_ttl: HumanDuration,
+    /// Longest wait for the IdP; past it the request gets 503.
+    #[serde(default = "default_introspection_timeout")]
+    pub timeout: HumanDuration,
+    /// Which response members carry what.
+    #[serde(default = "default_introspection_claims")]
+    pub claims: ClaimNamesSpec,
+}
+
+fn default_negative_ttl() -> HumanDuration {
+    HumanDuration(Duration::from_secs(10))
+}
+fn default_introspection_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(2))
+}
+fn default_introspection_claims() -> ClaimNamesSpec {
+    ClaimNamesSpec { application: "client_id".into(), user: default_user_claim(), scopes: default_scope_claim() }
 }
 
 /// A JWT issuer: keys (static and/or a JWKS file), an algorithm allow list, and the claims
