@@ -3,6 +3,7 @@
 //!
 //! - `authenticate_cached`: the whole `Snapshot::authenticate` for a repeated token (cache
 //!   hit, application lookup, subscription and scope checks), as a request pays it.
+//! - `introspection_cache_hit`: the same for an opaque token in the introspection cache.
 //! - `verify_uncached/<alg>`: our `JwtVerifier::verify` (shape and header checks, key
 //!   choice, signature, claims) next to `jsonwebtoken::decode` alone, the naive baseline,
 //!   for each algorithm family. RS256 uses the shared bench's 2048-bit key when
@@ -82,6 +83,20 @@ fn bench(c: &mut Criterion) {
     let plan = snapshot.plan(&parts, "/orders/v1/order/42").unwrap();
     assert!(snapshot.authenticate(&parts, &plan, NOW).unwrap().is_some());
     c.bench_function("authenticate_cached", |b| b.iter(|| black_box(snapshot.authenticate(&parts, &plan, NOW).is_ok())));
+
+    // An opaque token answered from the introspection positive cache.
+    std::env::set_var("BENCH_INTRO_SECRET", "bench-secret");
+    let yaml = "key_managers: [{ type: introspection, name: legacy, endpoint: \"http://127.0.0.1:1/introspect\", client_id: gw, client_secret_env: BENCH_INTRO_SECRET }]\n\
+         applications: [{ id: mobile, client_ids: [mobile-client], subscriptions: [{ api: orders, tier: Gold }] }]\n\
+         apis: [{ name: orders, context: /orders, version: v1, auth: { key_managers: [legacy], require_subscription: true }, resources: [{ path: \"/order/{id}\", methods: [GET], scopes: [read], mock: { body: x } }] }]\n";
+    let snapshot = policies::compile(&policies::parse(yaml.as_bytes(), policies::Format::Yaml).unwrap(), &policies::state::Durable::new()).unwrap();
+    let opaque = "opaque-token-0123456789abcdef0123456789abcdef";
+    let body = serde_json::json!({ "active": true, "client_id": "mobile-client", "sub": "alice", "scope": "read write", "exp": NOW + 600 }).to_string();
+    snapshot.introspectors[0].interpret(opaque, body.as_bytes(), NOW);
+    let parts = http::Request::get("/orders/v1/order/42").header("authorization", format!("Bearer {opaque}")).body(()).unwrap().into_parts().0;
+    let plan = snapshot.plan(&parts, "/orders/v1/order/42").unwrap();
+    assert!(matches!(snapshot.authenticate(&parts, &plan, NOW), Ok(Some(policies::authn::AuthStep::Done(_)))));
+    c.bench_function("introspection_cache_hit", |b| b.iter(|| black_box(snapshot.authenticate(&parts, &plan, NOW).is_ok())));
 }
 
 criterion_group!(benches, bench);

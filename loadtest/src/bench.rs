@@ -166,6 +166,15 @@ fn thread_cpu_seconds(pid: u32) -> Option<f64> {
     any.then_some(total_ns as f64 / 1e9)
 }
 
+/// A command as a shell line, for notes and logs.
+fn command_line(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| crate::report_json::shell_quote(&a.to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The last `n` lines of a file.
 fn tail(path: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -258,7 +267,17 @@ pub fn run(args: BenchArgs) -> Result<()> {
             bail!("unknown scenario {s:?} (known: {})", known.join(", "));
         }
     }
-    let wants = |s: &str| args.scenarios.iter().any(|x| x == s);
+    let token = bench_token(&args)?;
+    let scenarios: Vec<String> = if args.scenarios.is_empty() {
+        let mut v = vec!["direct".to_string(), "passthrough".to_string()];
+        if args.jwt_config.is_file() && token.is_some() {
+            v.push("jwt".to_string());
+        }
+        v
+    } else {
+        args.scenarios.clone()
+    };
+    let wants = |s: &str| scenarios.iter().any(|x| x == s);
     let needs_gateway = wants("passthrough") || wants("jwt");
     if needs_gateway && !args.gateway.is_file() {
         bail!(
@@ -269,16 +288,17 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if wants("passthrough") && !args.config.is_file() {
         bail!("gateway config {} not found (pass --config)", args.config.display());
     }
-    let jwt_config = match (wants("jwt"), &args.jwt_config) {
-        (true, Some(c)) if c.is_file() => Some(c.clone()),
-        (true, Some(c)) => bail!("--jwt-config {} not found", c.display()),
-        (true, None) => bail!("the jwt scenario needs --jwt-config: a gateway config that verifies tokens"),
+    let jwt_config = match (wants("jwt"), args.jwt_config.is_file()) {
+        (true, true) => Some(args.jwt_config.clone()),
+        (true, false) => bail!("the jwt scenario needs a gateway config that verifies tokens: --jwt-config {} not found", args.jwt_config.display()),
         (false, _) => None,
     };
+    if wants("jwt") && token.is_none() {
+        bail!("the jwt scenario needs a token: pass --token-file (default ../shared/bench/keys/token_rs256.txt)");
+    }
     if args.sut_cpus.is_some() && Command::new("taskset").arg("-V").output().is_err() {
         bail!("--sut-cpus needs the taskset command (package util-linux)");
     }
-    let token = bench_token(&args)?;
     let mut load = args.load.clone();
     if let Some((t, _)) = &token {
         load.headers.push(("Authorization".to_string(), format!("Bearer {t}")));
@@ -286,7 +306,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     // Targets and their plans; all must be loopback unless --allow-remote.
     let direct_url = format!("http://{}/x", args.upstream);
     let mut targets: Vec<(String, String)> = Vec::new();
-    for s in &args.scenarios {
+    for s in &scenarios {
         let url = match s.as_str() {
             "direct" => direct_url.clone(),
             "passthrough" => args.gateway_url.clone(),
@@ -322,7 +342,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let up_threads = sut.map(count_cpus).unwrap_or(1).max(1);
     cmd.args(["upstream", "--listen", &args.upstream.to_string(), "--body-size", &args.body_size.to_string()])
         .args(["--threads", &up_threads.to_string()]);
-    notes.push(format!("upstream: {cmd:?}"));
+    notes.push(format!("upstream: {}", command_line(&cmd)));
     let mut upstream = ChildProc::spawn("upstream", cmd, &out.join("upstream.log"), true)?;
     let line = upstream.first_line(Duration::from_secs(10))?;
     eprintln!("upstream {line} (pid {})", upstream.pid());
@@ -334,7 +354,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let mut start_gateway = |name: &str, config: &Path, target: &Target| -> Result<()> {
         let mut cmd = pinned(&args.gateway, sut);
         cmd.arg("run").arg("--config").arg(config);
-        notes.push(format!("{name}: {cmd:?}"));
+        notes.push(format!("{name}: {}", command_line(&cmd)));
         let mut gw = ChildProc::spawn(name, cmd, &out.join(format!("{name}.log")), false)?;
         eprintln!("{name} starting (pid {}), waiting for {}", gw.pid(), target.url);
         wait_ready(target.addr, &target.path, &auth, args.ready_timeout, Some(&mut gw))?;

@@ -249,12 +249,14 @@ pub struct BenchArgs {
     /// The gateway config for the passthrough scenario.
     #[arg(long, default_value = "conf/bench.yaml")]
     pub config: PathBuf,
-    /// Scenarios to run, in order: direct, passthrough, jwt.
-    #[arg(long, value_delimiter = ',', default_value = "direct,passthrough")]
+    /// Scenarios to run, in order: direct, passthrough, jwt. Default: direct and passthrough,
+    /// plus jwt when --jwt-config exists and a token is available.
+    #[arg(long, value_delimiter = ',')]
     pub scenarios: Vec<String>,
-    /// Gateway config for the `jwt` scenario (a second gateway process).
-    #[arg(long)]
-    pub jwt_config: Option<PathBuf>,
+    /// Gateway config for the `jwt` scenario (a second gateway process that verifies the token,
+    /// then serves it from its verified-token cache).
+    #[arg(long, default_value = "conf/bench-auth.yaml")]
+    pub jwt_config: PathBuf,
     /// URL of the `jwt` scenario's gateway.
     #[arg(long, default_value = "http://127.0.0.1:18098/bench/v1/x")]
     pub jwt_url: String,

@@ -325,6 +325,16 @@ async fn connection_loop<C: Connector>(
 ) {
     let plan = &shared.plan;
     let mut source = Source::new(&plan.workload, plan.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let fixed = matches!(source, Source::Fixed { .. });
+    // One watchdog timer per connection instead of a timer per request: it is re-armed only
+    // when its deadline has passed (about once per timeout period), and when it fires during a
+    // request that has not yet run for the full timeout it is pushed to that request's limit.
+    // Registering and removing a timer per request costs more than the rest of the client's
+    // own work per request.
+    let watchdog = tokio::time::sleep(plan.timeout);
+    tokio::pin!(watchdog);
+    // The last clock reading; in closed loop it doubles as the next request's start.
+    let mut now = Instant::now();
     loop {
         if shared.stop.load(Ordering::Relaxed) {
             break;
@@ -341,7 +351,6 @@ async fn connection_loop<C: Connector>(
                 (Some(due), due >= waiting_since)
             }
             _ => {
-                let now = Instant::now();
                 if now >= shared.hard_end || shared.end.is_some_and(|end| now >= end) {
                     break;
                 }
@@ -356,30 +365,54 @@ async fn connection_loop<C: Connector>(
             }
         };
         let entry = source.next();
-        let reference = intended.unwrap_or_else(Instant::now);
+        let reference = intended.unwrap_or(now);
         let measured = reference >= shared.measure_start;
         if conn.is_none() {
             match connector.connect().await {
                 Ok(c) => {
                     conn = Some(c);
                     rec.borrow_mut().connections_opened += 1;
+                    now = Instant::now();
                 }
                 Err(f) => {
                     let at = Instant::now();
                     record_failure(&shared, &rec, &live, entry, measured, &f, at);
                     tokio::time::sleep(RECONNECT_BACKOFF).await;
+                    now = Instant::now();
                     continue;
                 }
             }
         }
         let Some(c) = conn.as_mut() else { continue };
         let (bytes, head, expect) = source.current(entry);
-        let sent = Instant::now();
-        let result = tokio::time::timeout(plan.timeout, c.exchange(bytes, head)).await;
+        // A fixed request is ready at the loop's clock reading; anything else reads the clock
+        // right before the write.
+        let sent = if fixed && intended.is_none() { now } else { Instant::now() };
+        let limit = sent + plan.timeout;
+        if watchdog.deadline() <= sent {
+            watchdog.as_mut().reset(limit);
+        }
+        let result = {
+            let exchange = c.exchange(bytes, head);
+            tokio::pin!(exchange);
+            loop {
+                tokio::select! {
+                    biased;
+                    r = &mut exchange => break Some(r),
+                    _ = &mut watchdog => {
+                        if Instant::now() >= limit {
+                            break None;
+                        }
+                        watchdog.as_mut().reset(limit);
+                    }
+                }
+            }
+        };
         let done = Instant::now();
+        now = done;
         let started = intended.unwrap_or(sent);
         match result {
-            Ok(Ok(reply)) => {
+            Some(Ok(reply)) => {
                 if !reply.keep_alive {
                     conn = None;
                 }
@@ -398,11 +431,11 @@ async fn connection_loop<C: Connector>(
                     r.warmup_requests += 1;
                 }
             }
-            Ok(Err(f)) => {
+            Some(Err(f)) => {
                 conn = None;
                 record_failure(&shared, &rec, &live, entry, measured, &f, done);
             }
-            Err(_) => {
+            None => {
                 conn = None;
                 let f = Failure::new(ErrorKind::Timeout, format!("no complete response within {:?}", plan.timeout));
                 record_failure(&shared, &rec, &live, entry, measured, &f, done);
@@ -1037,6 +1070,25 @@ mod tests {
         assert_eq!(r.responses, 7);
         assert_eq!(r.error_samples["connect"], "refused");
         assert!(r.warnings.iter().any(|w| w.contains("connect 3")), "{:?}", r.warnings);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_request_times_out_after_exactly_the_timeout() {
+        // The target freezes for an hour from t = 50 ms; the request sent at 50 ms must fail at
+        // exactly 50 ms + 200 ms, not earlier (the watchdog was armed at t = 0) and not later.
+        let mut target = fake(10);
+        target.stall_from = Duration::from_millis(50);
+        target.stall = Duration::from_secs(3600);
+        let mut p = plan(1);
+        p.timeout = Duration::from_millis(200);
+        p.requests = Some(6);
+        let r = run_on_current_runtime(p, target.clone()).await.unwrap();
+        assert_eq!(r.requests, 6);
+        assert_eq!(r.responses, 5);
+        assert_eq!(r.error_counts["timeout"], 1);
+        assert!(r.error_samples["timeout"].contains("200ms"));
+        // 5 responses by 50 ms, then the timed-out request ends the run at 250 ms.
+        assert_eq!(r.measured_s, 0.25);
     }
 
     #[tokio::test(start_paused = true)]

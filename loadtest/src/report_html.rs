@@ -242,7 +242,7 @@ fn chart_bars(bars: &[(String, f64, f64, f64)], y_desc: &str, reference: Option<
 }
 
 const STYLE: &str = r#"
-body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; margin: 24px auto; max-width: 1060px; color: #1b1b1b; line-height: 1.45; }
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; margin: 24px auto; max-width: 1180px; padding: 0 12px; color: #1b1b1b; line-height: 1.45; }
 h1 { font-size: 1.5em; margin-bottom: 4px; }
 h2 { font-size: 1.15em; margin-top: 28px; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
 code, pre { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 0.9em; }
@@ -258,6 +258,7 @@ td.l, th.l { text-align: left; }
 figure { margin: 10px 0; }
 figcaption { font-size: 0.9em; color: #555; }
 svg { max-width: 100%; height: auto; }
+.scroll { overflow-x: auto; max-width: 100%; }
 .muted { color: #666; font-size: 0.9em; }
 "#;
 
@@ -475,8 +476,9 @@ pub fn render_compare(report: &CompareReport) -> Result<String> {
     };
     let _ = writeln!(
         body,
-        "<p class=\"muted\">{} rounds ({} order), {load}, {} connections, {} threads, {span}, {:.1}s warm-up each. Ratios are computed inside each round, then the median over rounds is taken; the range is the spread of the per-round ratios.</p>",
+        "<p class=\"muted\">{} round{} ({} order), {load}, {} connections, {} threads, {span}, {:.1}s warm-up each. Ratios are computed inside each round, then the median over rounds is taken; the range is the spread of the per-round ratios.</p>",
         report.rounds.len(),
+        if report.rounds.len() == 1 { "" } else { "s" },
         match st.order {
             crate::cli::Order::Forward => "A B C, A B C",
             crate::cli::Order::Alternate => "A B C, C B A",
@@ -495,7 +497,7 @@ pub fn render_compare(report: &CompareReport) -> Result<String> {
         v.dedup();
         v
     };
-    body.push_str("<h2 id=\"summary\">Summary</h2>\n<table id=\"summary-table\"><tr><th class=\"l\">target</th><th>samples</th><th>RPS (median)</th><th>min</th><th>max</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th><th>errors</th><th>unexpected</th><th>ratio</th><th>ratio range</th>");
+    body.push_str("<h2 id=\"summary\">Summary</h2>\n<div class=\"scroll\"><table id=\"summary-table\"><tr><th class=\"l\">target</th><th>samples</th><th>RPS (median)</th><th>min</th><th>max</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th><th>errors</th><th>unexpected</th><th>ratio</th><th>ratio range</th>");
     for c in &cpu_names {
         let _ = write!(body, "<th>{} CPU µs/req</th>", esc(c));
     }
@@ -535,7 +537,7 @@ pub fn render_compare(report: &CompareReport) -> Result<String> {
         }
         body.push_str("</tr>\n");
     }
-    body.push_str("</table>\n");
+    body.push_str("</table></div>\n");
     body.push_str("<p class=\"muted\">samples = clean/all. A sample is not clean when other work on the machine (foreign CPU) plus hypervisor steal exceeded the threshold; such samples are left out of the figures, and ~ marks a target with no clean sample (all used).</p>\n");
     for t in &report.targets {
         if t.errors > 0 || t.unexpected_responses > 0 {
@@ -603,7 +605,7 @@ pub fn render_compare(report: &CompareReport) -> Result<String> {
     let svg = chart_bars(&p99_bars, "p99 latency (ms)", None)?;
     body.push_str(&figure("chart-p99-bars", "Median p99 latency per target; whiskers show the lowest and highest round.", &svg));
     // Per-round table.
-    body.push_str("<h2 id=\"rounds\">Every measurement</h2>\n<table><tr><th>round</th><th class=\"l\">order</th><th class=\"l\">target</th><th>RPS</th><th>p50</th><th>p99</th><th>max</th><th>errors</th><th>unexpected</th><th class=\"l\">CPU µs/req</th><th>foreign CPU</th><th>steal</th><th>clean</th></tr>\n");
+    body.push_str("<h2 id=\"rounds\">Every measurement</h2>\n<div class=\"scroll\"><table><tr><th>round</th><th class=\"l\">order</th><th class=\"l\">target</th><th>RPS</th><th>p50</th><th>p99</th><th>max</th><th>errors</th><th>unexpected</th><th class=\"l\">CPU µs/req</th><th>foreign CPU</th><th>steal</th><th>clean</th></tr>\n");
     for round in &report.rounds {
         for run in &round.runs {
             let cpu: Vec<String> = run.cpu_us_per_request.iter().map(|(k, v)| format!("{k} {v:.1}")).collect();
@@ -630,7 +632,7 @@ pub fn render_compare(report: &CompareReport) -> Result<String> {
             );
         }
     }
-    body.push_str("</table>\n");
+    body.push_str("</table></div>\n");
     body.push_str(r#"<h2 id="how-to-read">How to read this report</h2>
 <ul>
 <li>Each round measures every target once, so slow drift on the machine affects all targets alike. A target's ratio is its throughput divided by the first target's <i>in the same round</i>; the table shows the median of those ratios and their range. Differences smaller than the range are noise.</li>

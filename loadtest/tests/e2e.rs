@@ -259,7 +259,8 @@ fn bench_starts_and_stops_everything_with_a_stand_in_gateway() {
     let up_addr = format!("127.0.0.1:{up_port}");
     let out = run_bin(
         &["bench", "--gateway", script.to_str().unwrap(), "--config", config.to_str().unwrap(), "--gateway-url", &gw_url,
-          "--upstream", &up_addr, "--rounds", "1", "-n", "500", "-c", "4", "--out", out_dir.to_str().unwrap()],
+          "--upstream", &up_addr, "--scenarios", "direct,passthrough", "--rounds", "1", "-n", "500", "-c", "4",
+          "--out", out_dir.to_str().unwrap()],
         LIMIT,
     );
     assert!(out.status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));

@@ -123,8 +123,10 @@ pub fn authenticate(cx: &AuthContext<'_>, parts: &Parts, now: u64) -> Result<Aut
         Credential::Bearer(token) => {
             // A JWS shape goes to the JWT key managers when the API has some; anything else
             // (or everything, on an introspection-only API) to introspection.
-            let jws = token.bytes().filter(|b| *b == b'.').count() == 2;
-            if jws && !cx.auth.key_managers.is_empty() || cx.auth.introspectors.is_empty() {
+            // (The shape is only looked at when the API has both kinds.)
+            let to_jwt = cx.auth.introspectors.is_empty()
+                || (!cx.auth.key_managers.is_empty() && token.bytes().filter(|b| *b == b'.').count() == 2);
+            if to_jwt {
                 from_token(cx, token, now).map_err(|e| invalid(realm, ProblemCode::AuthInvalidToken, &e.to_string()))?
             } else {
                 let Some(&i) = cx.auth.introspectors.first() else { return Err(missing(realm)) };
