@@ -27,7 +27,7 @@ fn claims() -> serde_json::Value {
 }
 
 fn verifier(alg: Algorithm, key: DecodingKey) -> JwtVerifier {
-    JwtVerifier::new(ISS.into(), vec!["orders".into()], vec![alg], vec![VerifyKey { kid: Some("k".into()), algorithms: vec![alg], key }], 30, 8192, "azp".into(), "sub".into(), "scope".into())
+    JwtVerifier::new(ISS.into(), vec!["orders".into()], vec![alg], vec![VerifyKey::new(Some("k".into()), vec![alg], key).unwrap()], 30, 8192, "azp".into(), "sub".into(), "scope".into())
 }
 
 fn header(alg: Algorithm) -> Header {

@@ -604,7 +604,7 @@ fn compile_jwt(spec: &JwtKeyManagerSpec, path: &str, durable: &Durable, errors: 
             _ => DecodingKey::from_rsa_pem(&material),
         };
         match decoded {
-            Ok(dk) => keys.push(VerifyKey { kid: key.kid.clone(), algorithms: vec![alg], key: dk }),
+            Ok(dk) => keys.extend(VerifyKey::new(key.kid.clone(), vec![alg], dk)),
             Err(e) => errors.push(format!("{kpath}.pem_file"), format!("not a usable public key for {}: {e}", key.alg)),
         }
     }

@@ -123,7 +123,7 @@ pub fn keys_from_set(set: &jsonwebtoken::jwk::JwkSet, allowed: &[Algorithm]) -> 
         };
         let algorithms: Vec<Algorithm> = algorithms.into_iter().filter(|a| allowed.contains(a)).collect();
         if !algorithms.is_empty() {
-            out.push(VerifyKey { kid: jwk.common.key_id.clone(), algorithms, key });
+            out.extend(VerifyKey::new(jwk.common.key_id.clone(), algorithms, key));
         }
     }
     out

@@ -39,9 +39,9 @@ fn verifier(k: &Keys) -> JwtVerifier {
         vec!["orders".into()],
         vec![Algorithm::ES256, Algorithm::EdDSA, Algorithm::HS256],
         vec![
-            VerifyKey { kid: Some("ec1".into()), algorithms: vec![Algorithm::ES256], key: DecodingKey::from_ec_der(&k.ec_public) },
-            VerifyKey { kid: Some("ed1".into()), algorithms: vec![Algorithm::EdDSA], key: DecodingKey::from_ed_der(&k.ed_public) },
-            VerifyKey { kid: Some("hs1".into()), algorithms: vec![Algorithm::HS256], key: DecodingKey::from_secret(SECRET) },
+            VerifyKey::new(Some("ec1".into()), vec![Algorithm::ES256], DecodingKey::from_ec_der(&k.ec_public)).unwrap(),
+            VerifyKey::new(Some("ed1".into()), vec![Algorithm::EdDSA], DecodingKey::from_ed_der(&k.ed_public)).unwrap(),
+            VerifyKey::new(Some("hs1".into()), vec![Algorithm::HS256], DecodingKey::from_secret(SECRET)).unwrap(),
         ],
         30,
         8192,
@@ -372,4 +372,11 @@ fn backend_jwt_needs_its_signing_key() {
     assert_eq!(errs[0].path, "backend_jwt.secret_env");
     let errs = crate::compile(&parse(b"backend_jwt: { alg: ES256, secret_env: X }\napis: []\n", Format::Yaml).unwrap(), &Durable::new()).unwrap_err();
     assert_eq!(errs[0].path, "backend_jwt");
+}
+
+#[test]
+fn a_key_never_spans_families() {
+    assert!(VerifyKey::new(None, vec![Algorithm::HS256, Algorithm::RS256], DecodingKey::from_secret(SECRET)).is_none());
+    assert!(VerifyKey::new(None, vec![], DecodingKey::from_secret(SECRET)).is_none());
+    assert!(VerifyKey::new(None, vec![Algorithm::RS256, Algorithm::PS256], DecodingKey::from_secret(SECRET)).is_some());
 }
