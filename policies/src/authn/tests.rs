@@ -380,3 +380,33 @@ fn a_key_never_spans_families() {
     assert!(VerifyKey::new(None, vec![], DecodingKey::from_secret(SECRET)).is_none());
     assert!(VerifyKey::new(None, vec![Algorithm::RS256, Algorithm::PS256], DecodingKey::from_secret(SECRET)).is_some());
 }
+
+#[test]
+fn every_listed_algorithm_verifies() {
+    use ring::signature::ECDSA_P384_SHA384_FIXED_SIGNING;
+    let rng = SystemRandom::new();
+    let p384 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &rng).unwrap();
+    let p384_pub = EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, p384.as_ref(), &rng).unwrap().public_key().as_ref().to_vec();
+    let keys_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/bench/keys");
+    let rsa_private = std::fs::read(keys_dir.join("jwt_rs256_priv.pem")).expect("the shared bench RSA key beside the checkout");
+    let rsa_public = std::fs::read(keys_dir.join("jwt_rs256_pub.pem")).unwrap();
+    let cases: Vec<(Algorithm, EncodingKey, DecodingKey)> = vec![
+        (Algorithm::ES384, EncodingKey::from_ec_der(p384.as_ref()), DecodingKey::from_ec_der(&p384_pub)),
+        (Algorithm::HS384, EncodingKey::from_secret(SECRET), DecodingKey::from_secret(SECRET)),
+        (Algorithm::HS512, EncodingKey::from_secret(SECRET), DecodingKey::from_secret(SECRET)),
+    ]
+    .into_iter()
+    .chain([Algorithm::RS256, Algorithm::RS384, Algorithm::RS512, Algorithm::PS256, Algorithm::PS384, Algorithm::PS512].into_iter().map(|a| {
+        (a, EncodingKey::from_rsa_pem(&rsa_private).unwrap(), DecodingKey::from_rsa_pem(&rsa_public).unwrap())
+    }))
+    .collect();
+    for (alg, enc, dec) in cases {
+        let v = JwtVerifier::new(ISS.into(), vec![], vec![alg], vec![VerifyKey::new(None, vec![alg], dec).unwrap()], 30, 8192, "azp".into(), "sub".into(), "scope".into());
+        let t = encode(&Header::new(alg), &claims(), &enc).unwrap();
+        assert!(v.verify(&t, NOW).is_ok(), "{alg:?}");
+        // One bit of the signature flipped: refused.
+        let flipped = format!("{}A", &t[..t.len() - 1]);
+        let flipped = if flipped == t { format!("{}B", &t[..t.len() - 1]) } else { flipped };
+        assert_eq!(v.verify(&flipped, NOW), Err(JwtError::BadSignature), "{alg:?}");
+    }
+}
