@@ -642,6 +642,9 @@ fn compile_jwt(spec: &JwtKeyManagerSpec, path: &str, durable: &Durable, errors: 
     if keys.is_empty() && remote.is_none() && errors.0.len() == before {
         errors.push(format!("{path}.keys"), "no usable key: add keys, a jwks_file, a jwks_uri or discovery");
     }
+    if spec.max_header_size.0 < 128 || spec.max_header_size.0 > crate::authn::jwt::MAX_HEADER as u64 {
+        errors.push(format!("{path}.max_header_size"), "must be between 128B and 2KiB");
+    }
     if spec.max_token_size.0 < 256 || spec.max_token_size.0 > 64 * 1024 {
         errors.push(format!("{path}.max_token_size"), "must be between 256B and 64KiB");
     }
@@ -660,6 +663,7 @@ fn compile_jwt(spec: &JwtKeyManagerSpec, path: &str, durable: &Durable, errors: 
             spec.claims.user.clone(),
             spec.claims.scopes.clone(),
         );
+    let verifier = verifier.with_max_header(spec.max_header_size.0 as usize);
     let verifier = match &remote {
         Some(r) => verifier.with_remote(r.source.clone(), r.cooldown_ms),
         None => verifier,

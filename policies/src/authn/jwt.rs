@@ -126,10 +126,15 @@ pub struct JwtVerifier {
     keys: Vec<VerifyKey>,
     skew: u64,
     max_size: usize,
+    /// Longest base64url header accepted (at most [`MAX_HEADER`]).
+    max_header: usize,
     claim_application: String,
     claim_user: String,
     claim_scopes: String,
 }
+
+/// The largest header limit: the header is decoded into a stack buffer of 3/4 of this.
+pub const MAX_HEADER: usize = 2048;
 
 /// Parses an algorithm name from the config.
 pub fn parse_algorithm(name: &str) -> Option<Algorithm> {
@@ -150,7 +155,13 @@ impl JwtVerifier {
         claim_user: String,
         claim_scopes: String,
     ) -> Self {
-        JwtVerifier { issuer, remote: None, audiences, allowed, keys, skew, max_size, claim_application, claim_user, claim_scopes }
+        JwtVerifier { issuer, remote: None, audiences, allowed, keys, skew, max_size, max_header: MAX_HEADER, claim_application, claim_user, claim_scopes }
+    }
+
+    /// Sets the header size limit (clamped to [`MAX_HEADER`]).
+    pub fn with_max_header(mut self, bytes: usize) -> Self {
+        self.max_header = bytes.min(MAX_HEADER);
+        self
     }
 
     /// The clock skew allowed on time claims, in seconds.
@@ -186,8 +197,8 @@ impl JwtVerifier {
         };
         // The signed message: header and payload with the dot between them.
         let message = &token[..header_b64.len() + 1 + payload_b64.len()];
-        if header_b64.len() > 2048 {
-            return Err(JwtError::Malformed);
+        if header_b64.len() > self.max_header {
+            return Err(JwtError::TooLarge);
         }
         let mut buf = [0u8; 1536];
         let n = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode_slice(header_b64, &mut buf).map_err(|_| JwtError::Malformed)?;

@@ -410,3 +410,16 @@ fn every_listed_algorithm_verifies() {
         assert_eq!(v.verify(&flipped, NOW), Err(JwtError::BadSignature), "{alg:?}");
     }
 }
+
+#[test]
+fn the_header_size_is_bounded_separately() {
+    let k = keys();
+    let v = verifier(&k).with_max_header(128);
+    let mut h = Header::new(Algorithm::ES256);
+    h.kid = Some("ec1".into());
+    let small = encode(&h, &claims(), &EncodingKey::from_ec_der(&k.ec_private)).unwrap();
+    assert!(v.verify(&small, NOW).is_ok());
+    h.kid = Some(format!("ec1{}", "x".repeat(200)));
+    let big = encode(&h, &claims(), &EncodingKey::from_ec_der(&k.ec_private)).unwrap();
+    assert_eq!(v.verify(&big, NOW), Err(JwtError::TooLarge));
+}

@@ -135,6 +135,9 @@ pub struct JwtKeyManagerSpec {
     /// Longest token accepted, header and all.
     #[serde(default = "default_max_token")]
     pub max_token_size: ByteSize,
+    /// Longest JOSE header accepted (its base64url form), 128B to 2KiB.
+    #[serde(default = "default_max_header")]
+    pub max_header_size: ByteSize,
     /// Verified tokens are cached until their `exp`, but never longer than this.
     #[serde(default = "default_cache_ttl")]
     pub cache_ttl: HumanDuration,
@@ -148,6 +151,9 @@ fn default_jwks_refresh() -> HumanDuration {
 }
 fn default_jwks_cooldown() -> HumanDuration {
     HumanDuration(Duration::from_secs(30))
+}
+fn default_max_header() -> ByteSize {
+    ByteSize(2048)
 }
 fn default_max_token() -> ByteSize {
     ByteSize(8 * 1024)
