@@ -62,6 +62,30 @@ impl JwksFetcher {
     }
 }
 
+/// Fetches, before a new snapshot is served, every remote key set it uses that has never
+/// loaded (a `jwks_uri` added by a reload), so its first requests find their keys. Called by
+/// the prepare hook on a blocking-pool thread during apply; outside a runtime (startup, the
+/// offline `gateway validate`) it does nothing, and startup fetches by itself. A failure does
+/// not fail the reload: the background loop retries.
+pub fn fetch_unloaded_blocking(snapshot: &policies::Snapshot) {
+    let Ok(handle) = tokio::runtime::Handle::try_current() else { return };
+    let pending: Vec<_> = snapshot
+        .key_managers
+        .iter()
+        .filter_map(|km| km.remote.as_ref().map(|r| (km.name.clone(), r.clone())))
+        .filter(|(_, r)| !r.source.loaded.load(Ordering::Relaxed))
+        .collect();
+    if pending.is_empty() {
+        return;
+    }
+    handle.block_on(async {
+        let connector = Connector::new(None);
+        for (name, r) in pending {
+            refresh(&connector, &name, &r.source, r.refresh_ms, r.cooldown_ms).await;
+        }
+    });
+}
+
 #[async_trait]
 impl BackgroundService for JwksFetcher {
     async fn start(&self, shutdown: ShutdownWatch) {

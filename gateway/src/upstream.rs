@@ -42,6 +42,9 @@ fn prepare(snapshot: &Snapshot) -> Result<(), Vec<ConfigError>> {
     }
     release_parse_memory();
     if errors.is_empty() {
+        crate::jwks::fetch_unloaded_blocking(snapshot);
+    }
+    if errors.is_empty() {
         Ok(())
     } else {
         Err(errors)

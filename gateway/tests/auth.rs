@@ -517,3 +517,31 @@ apis:
     let r = c.get(gw.url("/legacy/v1/x")).bearer_auth("good").send().await.unwrap();
     assert_eq!(r.status(), 503);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_jwks_uri_added_by_a_reload_is_fetched_before_it_serves() {
+    let a = ec_key("a");
+    let server = jwks_server(json!({ "keys": [a.jwk] }).to_string()).await;
+    let up = TestUpstream::start("a").await;
+    let gw = TestGateway::start("access_log: { enabled: false }\nlisteners: [{ address: \"127.0.0.1:{port}\" }]\nadmin: { address: \"127.0.0.1:{admin}\" }\napis: []\n");
+    let cfg = format!(
+        r#"access_log: {{ enabled: false }}
+listeners: [{{ address: "127.0.0.1:{}" }}]
+admin: {{ address: "127.0.0.1:{}" }}
+key_managers:
+  - {{ type: jwt, name: remote, issuer: "https://remote.example/", algorithms: [ES256], jwks_uri: "http://127.0.0.1:{}/jwks.json" }}
+apis:
+  - {{ name: svc, context: /svc, version: v1, endpoint: {{ targets: [{{ url: "{}" }}] }}, auth: {{ key_managers: [remote] }}, resources: [{{ path: "/*", methods: [GET] }}] }}
+"#,
+        gw.port,
+        gw.admin_port,
+        server.port,
+        up.url()
+    );
+    let c = client();
+    let r = c.put(gw.admin_url("/v1/config")).header("content-type", "application/yaml").body(cfg).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    // The very first request after the reload already verifies.
+    let r = c.get(gw.url("/svc/v1/x")).bearer_auth(es_token(&a, "a", "u")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
