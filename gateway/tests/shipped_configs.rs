@@ -36,6 +36,9 @@ fn every_shipped_config_validates() {
             .current_dir(&work)
             // conf/examples/auth.yaml reads its HMAC secret from the environment.
             .env("DEMO_JWT_SECRET", "a-demo-secret-that-is-longer-than-32-bytes")
+            // conf/examples/idp.yaml: the introspection client secret and the backend JWT key.
+            .env("INTROSPECTION_SECRET", "gateway-secret")
+            .env("BACKEND_JWT_SECRET", "a-backend-secret-that-is-longer-than-32-bytes")
             .output()
             .unwrap();
         assert!(out.status.success(), "{}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
