@@ -380,17 +380,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
 
     // 3. The rounds. CPU per request is read around each measurement for the processes that
     //    serve that scenario.
-    let first = &plans[0].1;
-    let settings = CompareSettings {
-        rounds: args.rounds,
-        order: args.order,
-        connections: first.connections,
-        threads: first.threads,
-        duration_s: first.duration.map(|d| d.as_secs_f64()),
-        requests: first.requests,
-        rate: first.rate,
-        warmup_s: first.warmup.as_secs_f64(),
-    };
+    let settings = CompareSettings::from_plan(&plans[0].1, args.rounds, args.order);
     let stop2 = stop.clone();
     let mut measure = |i: usize, plan: &Plan| -> Result<Measured> {
         upstream.check_running()?;

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cli::{check_writable, CompareArgs, Order};
 use crate::engine::{Plan, RunResult};
-use crate::report_json::{fmt_count, fmt_us, write_json, Meta, Report};
+use crate::report_json::{fmt_count, fmt_us, Meta, Report};
 use crate::stats::median;
 
 /// The JSON (and HTML) form of a comparison; `bench` produces the same shape.
@@ -42,6 +42,22 @@ pub struct CompareSettings {
     pub requests: Option<u64>,
     pub rate: Option<f64>,
     pub warmup_s: f64,
+}
+
+impl CompareSettings {
+    /// The settings every target of a comparison shares, taken from its first plan.
+    pub fn from_plan(first: &Plan, rounds: usize, order: Order) -> Self {
+        CompareSettings {
+            rounds,
+            order,
+            connections: first.connections,
+            threads: first.threads,
+            duration_s: first.duration.map(|d| d.as_secs_f64()),
+            requests: first.requests,
+            rate: first.rate,
+            warmup_s: first.warmup.as_secs_f64(),
+        }
+    }
 }
 
 /// One round: the order the targets ran in and each one's result.
@@ -424,17 +440,7 @@ pub fn run(args: CompareArgs) -> Result<()> {
     }
     let stop = Arc::new(AtomicBool::new(false));
     stop_on_ctrl_c(stop.clone());
-    let first = &plans[0].1;
-    let settings = CompareSettings {
-        rounds: args.rounds,
-        order: args.order,
-        connections: first.connections,
-        threads: first.threads,
-        duration_s: first.duration.map(|d| d.as_secs_f64()),
-        requests: first.requests,
-        rate: first.rate,
-        warmup_s: first.warmup.as_secs_f64(),
-    };
+    let settings = CompareSettings::from_plan(&plans[0].1, args.rounds, args.order);
     let stop2 = stop.clone();
     let mut measure = move |_: usize, plan: &Plan| -> Result<Measured> {
         let mut p = plan.clone();
@@ -458,15 +464,7 @@ pub fn run(args: CompareArgs) -> Result<()> {
         rounds,
         notes: Vec::new(),
     }));
-    if let Some(p) = &args.json {
-        write_json(p, &report)?;
-        eprintln!("wrote {}", p.display());
-    }
-    if let Some(p) = &args.html {
-        crate::report_html::write(p, &report)?;
-        eprintln!("wrote {}", p.display());
-    }
-    Ok(())
+    crate::report_json::write_outputs(&report, args.json.as_deref(), args.html.as_deref())
 }
 
 #[cfg(test)]

@@ -154,6 +154,19 @@ impl Meta {
 }
 
 /// Writes `report` as pretty JSON.
+/// Writes the `--json` and `--html` outputs a command asked for, saying where.
+pub fn write_outputs(report: &Report, json: Option<&Path>, html: Option<&Path>) -> Result<()> {
+    if let Some(p) = json {
+        write_json(p, report)?;
+        eprintln!("wrote {}", p.display());
+    }
+    if let Some(p) = html {
+        crate::report_html::write(p, report)?;
+        eprintln!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
 pub fn write_json(path: &Path, report: &Report) -> Result<()> {
     let text = serde_json::to_string_pretty(report)?;
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
@@ -281,15 +294,7 @@ pub fn run_command(args: RunArgs) -> Result<()> {
     meta.finish();
     print!("{}", summary_text(&result));
     let report = Report::Run(Box::new(RunReport { meta, scenario, result }));
-    if let Some(p) = &args.json {
-        write_json(p, &report)?;
-        eprintln!("wrote {}", p.display());
-    }
-    if let Some(p) = &args.html {
-        crate::report_html::write(p, &report)?;
-        eprintln!("wrote {}", p.display());
-    }
-    Ok(())
+    write_outputs(&report, args.json.as_deref(), args.html.as_deref())
 }
 
 #[cfg(test)]
