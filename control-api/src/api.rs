@@ -42,6 +42,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/.well-known/jwks.json", get(backend_jwks))
         .merge(v1)
         .fallback(|| async { Problem::not_found("no such admin endpoint") })
         .method_not_allowed_fallback(|| async {
@@ -74,6 +75,13 @@ async fn metrics() -> Response {
     }
 }
 
+/// The public keys of backend JWTs, for backends to verify `X-JWT-Assertion` with. Public
+/// by nature, so served without the admin token (like `/healthz`).
+async fn backend_jwks(State(state): State<Arc<AdminState>>) -> Response {
+    let keys = state.store.load().backend_jwt.as_ref().map_or_else(|| json!({ "keys": [] }), |b| b.jwks());
+    ([(header::CACHE_CONTROL, "max-age=300")], Json(keys)).into_response()
+}
+
 async fn status(State(state): State<Arc<AdminState>>) -> Json<serde_json::Value> {
     let doc = state.store.document();
     let snap = state.store.load();
@@ -84,6 +92,7 @@ async fn status(State(state): State<Arc<AdminState>>) -> Json<serde_json::Value>
         "applied_unix": doc.applied_unix,
         "uptime_seconds": state.store.uptime().as_secs(),
         "apis": snap.apis.len(),
+        "warnings": snap.warnings,
         "config_path": state.store.config_path().display().to_string(),
         "version": env!("CARGO_PKG_VERSION"),
     }))

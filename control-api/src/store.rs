@@ -70,6 +70,8 @@ pub struct Summary {
     /// Settings a reload cannot change (listeners, admin, server, access_log): they take
     /// effect at the next restart.
     pub restart_required: Vec<&'static str>,
+    /// Accepted settings that are probably not what was meant (see `Snapshot::warnings`).
+    pub warnings: Vec<ConfigError>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -234,6 +236,7 @@ impl Store {
             }
         };
         snapshot.revision = revision;
+        log_warnings(&snapshot.warnings);
         FAMILIES.config_revision.set(revision as i64);
         FAMILIES.config_reloads.with_label_values(&["startup", "ok"]).inc();
         let document = Document {
@@ -338,6 +341,9 @@ impl Store {
             Err(_) => "error",
         };
         FAMILIES.config_reloads.with_label_values(&[source.label(), outcome]).inc();
+        if let Ok(a) = result {
+            log_warnings(&a.summary.warnings);
+        }
         match &result {
             Ok(a) if a.changed => tracing::info!(
                 revision = a.revision,
@@ -462,7 +468,14 @@ impl Store {
         }
         s.apis_removed = old.keys().filter(|k| !new.contains_key(*k)).cloned().collect();
         s.restart_required = restart_required(&self.boot, &next.process);
+        s.warnings = next.warnings.clone();
         s
+    }
+}
+
+fn log_warnings(warnings: &[ConfigError]) {
+    for w in warnings {
+        tracing::warn!(path = %w.path, hint = w.hint.as_deref().unwrap_or(""), "config warning: {}", w.message);
     }
 }
 

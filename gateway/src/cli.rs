@@ -48,7 +48,15 @@ fn validate(file: &std::path::Path) -> ExitCode {
     let prepare = crate::upstream::prepare_hook();
     match build(&bytes, Format::from_path(file), &Durable::new(), Some(&prepare)) {
         Ok((snapshot, _)) => {
-            println!("ok ({} APIs)", snapshot.apis.len());
+            // Warnings go to stderr: the config is valid, but a person should read them.
+            for w in &snapshot.warnings {
+                eprintln!("{}: warning: {w}", file.display());
+            }
+            match snapshot.warnings.len() {
+                0 => println!("ok ({} APIs)", snapshot.apis.len()),
+                1 => println!("ok ({} APIs, 1 warning)", snapshot.apis.len()),
+                n => println!("ok ({} APIs, {n} warnings)", snapshot.apis.len()),
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

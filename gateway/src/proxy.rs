@@ -262,7 +262,7 @@ impl ProxyHttp for Gateway {
             // Only the gateway may set this header: a client's copy never reaches a backend.
             up.remove_header(&bj.header);
             if let (Some(p), true) = (&ctx.principal, api.auth.as_ref().is_some_and(|a| a.backend_jwt)) {
-                let app = p.application.and_then(|i| ctx.snapshot.applications.apps.get(i as usize)).map(|a| &*a.id);
+                let app = p.application.and_then(|i| ctx.snapshot.applications.apps.get(i as usize)).map(|a| &a.id);
                 if let Some(v) = bj.assertion(&api.name, app, p, unix_now()) {
                     up.insert_header(bj.header.clone(), v)?;
                 }

@@ -28,10 +28,11 @@ use std::time::Duration;
 /// Compiles a parsed document. `durable` supplies state that survives reloads.
 pub fn compile(spec: &GatewaySpec, durable: &Durable) -> Result<Snapshot, Vec<ConfigError>> {
     let mut errors = Errors::default();
+    let mut warnings = Errors::default();
     check_process(spec, &mut errors);
 
-    let (key_managers, introspectors) = compile_key_managers(spec, durable, &mut errors);
-    let backend_jwt = spec.backend_jwt.as_ref().and_then(|b| compile_backend_jwt(b, &mut errors));
+    let (key_managers, introspectors) = compile_key_managers(spec, durable, &mut errors, &mut warnings);
+    let backend_jwt = compile_backend_jwt(spec, durable, &mut errors, &mut warnings);
     let applications = compile_applications(spec, &mut errors);
     // Name → where the compiled key manager is. JWT key managers and introspectors are
     // numbered separately, in config order.
@@ -59,7 +60,7 @@ pub fn compile(spec: &GatewaySpec, durable: &Durable) -> Result<Snapshot, Vec<Co
         if !names.insert(api_spec.name.as_str()) {
             errors.push(format!("{path}.name"), format!("`{}` is used by another API; names must be unique", api_spec.name));
         }
-        if let Some(api) = compile_api(api_spec, &path, durable, &km_index, spec.backend_jwt.is_some(), &mut errors) {
+        if let Some(api) = compile_api(api_spec, &path, durable, &km_index, &mut errors) {
             if let Err(e) = routes.insert(&api.context, &api.version, api_spec.default_version, apis.len() as u32) {
                 errors.push(format!("{path}.context"), e);
             }
@@ -92,6 +93,7 @@ pub fn compile(spec: &GatewaySpec, durable: &Durable) -> Result<Snapshot, Vec<Co
         apis,
         routes,
         unrouted_metrics: ApiMetrics::new(Arc::from("-")),
+        warnings: warnings.0,
     })
 }
 
@@ -155,7 +157,6 @@ fn compile_api(
     path: &str,
     durable: &Durable,
     km_index: &HashMap<&str, KmRef<'_>>,
-    has_backend_jwt: bool,
     errors: &mut Errors,
 ) -> Option<Api> {
     let before = errors.0.len();
@@ -236,9 +237,6 @@ fn compile_api(
                     errors.push(format!("{path}.auth.key_managers[{k}]"), format!("another key manager of this API has the issuer `{iss}`; the issuer must pick one"));
                 }
             }
-        }
-        if a.backend_jwt && !has_backend_jwt {
-            errors.push(format!("{path}.auth.backend_jwt"), "needs a top-level `backend_jwt:` section (the key that signs it)");
         }
         if kms.is_empty() && intros.is_empty() && a.api_keys.is_none() && a.key_managers.is_empty() {
             errors.push(format!("{path}.auth"), "accepts no credential: list key_managers or api_keys");
@@ -466,7 +464,7 @@ enum KmRef<'a> {
     Introspection(u32),
 }
 
-fn compile_key_managers(spec: &GatewaySpec, durable: &Durable, errors: &mut Errors) -> (Vec<KeyManager>, Vec<Introspector>) {
+fn compile_key_managers(spec: &GatewaySpec, durable: &Durable, errors: &mut Errors, warnings: &mut Errors) -> (Vec<KeyManager>, Vec<Introspector>) {
     let mut out = Vec::new();
     let mut intros = Vec::new();
     let mut names = HashSet::new();
@@ -477,7 +475,7 @@ fn compile_key_managers(spec: &GatewaySpec, durable: &Durable, errors: &mut Erro
         }
         match km {
             KeyManagerSpec::Jwt(j) => {
-                if let Some(km) = compile_jwt(j, &path, durable, errors) {
+                if let Some(km) = compile_jwt(j, &path, durable, errors, warnings) {
                     out.push(km);
                 }
             }
@@ -535,7 +533,7 @@ fn compile_introspection(spec: &IntrospectionSpec, path: &str, durable: &Durable
     ))
 }
 
-fn compile_jwt(spec: &JwtKeyManagerSpec, path: &str, durable: &Durable, errors: &mut Errors) -> Option<KeyManager> {
+fn compile_jwt(spec: &JwtKeyManagerSpec, path: &str, durable: &Durable, errors: &mut Errors, warnings: &mut Errors) -> Option<KeyManager> {
     let before = errors.0.len();
     let mut allowed = Vec::new();
     for (k, a) in spec.algorithms.iter().enumerate() {
@@ -557,55 +555,8 @@ fn compile_jwt(spec: &JwtKeyManagerSpec, path: &str, durable: &Durable, errors: 
     let mut keys = Vec::new();
     for (k, key) in spec.keys.iter().enumerate() {
         let kpath = format!("{path}.keys[{k}]");
-        let Some(alg) = parse_algorithm(&key.alg) else {
-            errors.push(format!("{kpath}.alg"), format!("`{}` is not a supported JWS algorithm", key.alg));
-            continue;
-        };
-        if !allowed.contains(&alg) {
-            errors.push(format!("{kpath}.alg"), format!("`{}` is not in this key manager's algorithms", key.alg));
-        }
-        let sources = [key.secret_env.is_some(), key.secret_file.is_some(), key.pem_file.is_some()].iter().filter(|b| **b).count();
-        if sources != 1 {
-            errors.push(kpath.clone(), "give exactly one of secret_env, secret_file, pem_file");
-            continue;
-        }
-        let hmac = matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512);
-        let material: Result<Vec<u8>, String> = if let Some(var) = &key.secret_env {
-            std::env::var(var).map(String::into_bytes).map_err(|_| format!("the environment variable {var} is not set"))
-        } else if let Some(f) = key.secret_file.as_ref().or(key.pem_file.as_ref()) {
-            std::fs::read(f).map_err(|e| format!("cannot read `{f}`: {e}"))
-        } else {
-            Err("no key material".into())
-        };
-        let material = match material {
-            Ok(m) => m,
-            Err(e) => {
-                errors.push(kpath, e);
-                continue;
-            }
-        };
-        if hmac != key.pem_file.is_none() {
-            errors.push(format!("{kpath}.alg"), if hmac { "an HMAC algorithm needs secret_env or secret_file" } else { "this algorithm needs a public key in pem_file" });
-            continue;
-        }
-        if hmac && material.len() < 32 {
-            errors.push(kpath, "an HMAC secret must be at least 32 bytes");
-            continue;
-        }
-        if !hmac && material.windows(11).any(|w| w == b"PRIVATE KEY") {
-            errors.push(format!("{kpath}.pem_file"), "holds a private key; give the public key (a gateway never needs the signing key)");
-            continue;
-        }
-        fingerprint.update(&material);
-        let decoded = match alg {
-            _ if hmac => Ok(DecodingKey::from_secret(&material)),
-            Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(&material),
-            Algorithm::EdDSA => DecodingKey::from_ed_pem(&material),
-            _ => DecodingKey::from_rsa_pem(&material),
-        };
-        match decoded {
-            Ok(dk) => keys.extend(VerifyKey::new(key.kid.clone(), vec![alg], dk)),
-            Err(e) => errors.push(format!("{kpath}.pem_file"), format!("not a usable public key for {}: {e}", key.alg)),
+        if let Some(vk) = compile_static_key(key, &kpath, &allowed, &mut fingerprint, errors, warnings) {
+            keys.push(vk);
         }
     }
     if let Some(file) = &spec.jwks_file {
@@ -671,54 +622,206 @@ fn compile_jwt(spec: &JwtKeyManagerSpec, path: &str, durable: &Durable, errors: 
     Some(KeyManager { name: Arc::from(spec.name.as_str()), verifier, cache, cache_ttl: spec.cache_ttl.0.as_secs().max(1), remote })
 }
 
-fn compile_backend_jwt(spec: &crate::config::BackendJwtSpec, errors: &mut Errors) -> Option<crate::authn::backend_jwt::BackendJwt> {
-    let before = errors.0.len();
-    let header = HeaderName::from_bytes(spec.header.as_bytes())
-        .map_err(|_| errors.push("backend_jwt.header", format!("`{}` is not a header name", spec.header)))
-        .ok();
-    let Some(alg) = parse_algorithm(&spec.alg) else {
-        errors.push("backend_jwt.alg", format!("`{}` is not a supported JWS algorithm", spec.alg));
-        return None;
+/// One static key. Its algorithms are the ones its type can serve (an HMAC secret: HS*; a
+/// PEM key: read from the key itself), narrowed to `alg` when pinned and to the key
+/// manager's allow list. A key left with no algorithm is accepted but inert, with a warning:
+/// the allow list is the authority on what a token may use.
+fn compile_static_key(
+    key: &crate::config::StaticKeySpec,
+    kpath: &str,
+    allowed: &[Algorithm],
+    fingerprint: &mut Sha256,
+    errors: &mut Errors,
+    warnings: &mut Errors,
+) -> Option<VerifyKey> {
+    let pinned = match &key.alg {
+        None => None,
+        Some(a) => match parse_algorithm(a) {
+            Some(alg) => Some(alg),
+            None => {
+                errors.push(format!("{kpath}.alg"), format!("`{a}` is not a supported JWS algorithm"));
+                return None;
+            }
+        },
     };
-    let hmac = matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512);
-    let key = match (hmac, &spec.secret_env, &spec.pem_file) {
-        (true, Some(var), None) => match std::env::var(var) {
-            Ok(s) if s.len() >= 32 => Some(jsonwebtoken::EncodingKey::from_secret(s.as_bytes())),
-            Ok(_) => {
-                errors.push("backend_jwt.secret_env", "an HMAC secret must be at least 32 bytes");
-                None
-            }
-            Err(_) => {
-                errors.push("backend_jwt.secret_env", format!("the environment variable {var} is not set"));
-                None
+    let sources = [key.secret_env.is_some(), key.secret_file.is_some(), key.pem_file.is_some()].iter().filter(|b| **b).count();
+    if sources != 1 {
+        errors.push(kpath, "give exactly one of secret_env, secret_file, pem_file");
+        return None;
+    }
+    let material: Result<Vec<u8>, String> = if let Some(var) = &key.secret_env {
+        std::env::var(var).map(String::into_bytes).map_err(|_| format!("the environment variable {var} is not set"))
+    } else if let Some(f) = key.secret_file.as_ref().or(key.pem_file.as_ref()) {
+        std::fs::read(f).map_err(|e| format!("cannot read `{f}`: {e}"))
+    } else {
+        Err("no key material".into())
+    };
+    let material = material.map_err(|e| errors.push(kpath, e)).ok()?;
+    const HMAC: &[Algorithm] = &[Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
+    let (family, kind): (&[Algorithm], _) = if key.pem_file.is_none() {
+        if material.len() < 32 {
+            errors.push(kpath, "an HMAC secret must be at least 32 bytes");
+            return None;
+        }
+        (HMAC, None)
+    } else {
+        if material.windows(11).any(|w| w == b"PRIVATE KEY") {
+            errors.push(format!("{kpath}.pem_file"), "holds a private key; give the public key (a gateway never needs the signing key)");
+            return None;
+        }
+        let kind = crate::authn::keys::parse_pem(&material)
+            .and_then(|pem| crate::authn::keys::key_kind(&pem))
+            .map_err(|e| errors.push(format!("{kpath}.pem_file"), e))
+            .ok()?;
+        (kind.algorithms(), Some(kind))
+    };
+    let what = kind.map_or("an HMAC secret", |k| k.describe());
+    if let Some(p) = pinned {
+        if !family.contains(&p) {
+            let fix = if kind.is_none() { "HMAC secrets verify HS256, HS384 or HS512" } else { "give the algorithm of this key, or leave `alg` out" };
+            errors.push_err(ConfigError::new(format!("{kpath}.alg"), format!("{p:?} cannot be used with {what}")).with_hint(fix));
+            return None;
+        }
+    }
+    let algorithms: Vec<Algorithm> = match pinned {
+        Some(p) => vec![p],
+        None => family.to_vec(),
+    };
+    let usable: Vec<Algorithm> = algorithms.iter().copied().filter(|a| allowed.contains(a)).collect();
+    fingerprint.update(&material);
+    let decoded = match kind {
+        None => Ok(DecodingKey::from_secret(&material)),
+        Some(crate::authn::keys::KeyKind::EcP256 | crate::authn::keys::KeyKind::EcP384) => DecodingKey::from_ec_pem(&material),
+        Some(crate::authn::keys::KeyKind::Ed25519) => DecodingKey::from_ed_pem(&material),
+        Some(crate::authn::keys::KeyKind::Rsa) => DecodingKey::from_rsa_pem(&material),
+    };
+    let decoded = decoded.map_err(|e| errors.push(format!("{kpath}.pem_file"), format!("not a usable public key: {e}"))).ok()?;
+    if usable.is_empty() {
+        let names: Vec<String> = algorithms.iter().map(|a| format!("{a:?}")).collect();
+        warnings.push_err(
+            ConfigError::new(
+                kpath,
+                match names.len() {
+                    1 => format!("{what} for {}, which `algorithms` does not allow: tokens signed with it are rejected", names[0]),
+                    _ => format!("{what} for {}, none of which `algorithms` allows: tokens signed with it are rejected", names.join("/")),
+                },
+            )
+                .with_hint(format!("add {} to algorithms to accept them, or remove the key", names[0])),
+        );
+        return None;
+    }
+    VerifyKey::new(key.kid.clone(), usable, decoded)
+}
+
+/// The key that signs backend JWTs: the top-level `backend_jwt:` section, or its defaults
+/// when an API asks for a backend JWT and the document has none. Without a configured key the
+/// process's generated ES256 key signs, and a warning says so.
+fn compile_backend_jwt(spec: &GatewaySpec, durable: &Durable, errors: &mut Errors, warnings: &mut Errors) -> Option<crate::authn::backend_jwt::BackendJwt> {
+    use crate::authn::keys::{self, KeyKind};
+    let defaults;
+    let b = match &spec.backend_jwt {
+        Some(b) => b,
+        None if spec.apis.iter().any(|a| a.auth.as_ref().is_some_and(|x| x.backend_jwt)) => {
+            defaults = crate::config::BackendJwtSpec::default();
+            &defaults
+        }
+        None => return None,
+    };
+    let before = errors.0.len();
+    let header = HeaderName::from_bytes(b.header.as_bytes())
+        .map_err(|_| errors.push("backend_jwt.header", format!("`{}` is not a header name", b.header)))
+        .ok();
+    let pinned = match &b.alg {
+        None => None,
+        Some(a) => match parse_algorithm(a) {
+            Some(alg) => Some(alg),
+            None => {
+                errors.push("backend_jwt.alg", format!("`{a}` is not a supported JWS algorithm"));
+                return None;
             }
         },
-        (false, None, Some(file)) => match std::fs::read(file) {
-            Ok(pem) => {
-                let key = match alg {
-                    Algorithm::ES256 | Algorithm::ES384 => jsonwebtoken::EncodingKey::from_ec_pem(&pem),
-                    Algorithm::EdDSA => jsonwebtoken::EncodingKey::from_ed_pem(&pem),
-                    _ => jsonwebtoken::EncodingKey::from_rsa_pem(&pem),
-                };
-                key.map_err(|e| errors.push("backend_jwt.pem_file", format!("not a usable private key for {}: {e}", spec.alg))).ok()
-            }
-            Err(e) => {
-                errors.push("backend_jwt.pem_file", format!("cannot read `{file}`: {e}"));
-                None
-            }
-        },
-        _ => {
-            errors.push("backend_jwt", if hmac { "an HMAC algorithm needs secret_env (and no pem_file)" } else { "this algorithm needs a private key in pem_file (and no secret_env)" });
+    };
+    let hmac = |a: Algorithm| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512);
+    // (algorithm, signing key, public JWK).
+    let signer: Option<(Algorithm, jsonwebtoken::EncodingKey, Option<serde_json::Value>)> = match (&b.secret_env, &b.pem_file) {
+        (Some(_), Some(_)) => {
+            errors.push("backend_jwt", "give secret_env or pem_file, not both");
             None
         }
+        (Some(var), None) => {
+            let alg = pinned.unwrap_or(Algorithm::HS256);
+            match std::env::var(var) {
+                _ if !hmac(alg) => {
+                    errors.push("backend_jwt.alg", format!("{alg:?} needs a private key in pem_file; secret_env is for HS256, HS384 or HS512"));
+                    None
+                }
+                Ok(s) if s.len() >= 32 => Some((alg, jsonwebtoken::EncodingKey::from_secret(s.as_bytes()), None)),
+                Ok(_) => {
+                    errors.push("backend_jwt.secret_env", "an HMAC secret must be at least 32 bytes");
+                    None
+                }
+                Err(_) => {
+                    errors.push("backend_jwt.secret_env", format!("the environment variable {var} is not set"));
+                    None
+                }
+            }
+        }
+        (None, Some(file)) => {
+            let loaded = std::fs::read(file)
+                .map_err(|e| format!("cannot read `{file}`: {e}"))
+                .and_then(|pem_bytes| {
+                    let pem = keys::parse_pem(&pem_bytes)?;
+                    let kind = keys::key_kind(&pem)?;
+                    let alg = pinned.unwrap_or(kind.algorithms()[0]);
+                    if !kind.algorithms().contains(&alg) {
+                        return Err(format!("{} cannot sign {alg:?}", kind.describe()));
+                    }
+                    let key = match kind {
+                        KeyKind::EcP256 | KeyKind::EcP384 => jsonwebtoken::EncodingKey::from_ec_pem(&pem_bytes),
+                        KeyKind::Ed25519 => jsonwebtoken::EncodingKey::from_ed_pem(&pem_bytes),
+                        KeyKind::Rsa => jsonwebtoken::EncodingKey::from_rsa_pem(&pem_bytes),
+                    }
+                    .map_err(|e| format!("not a usable private key: {e}"))?;
+                    let jwk = keys::public_jwk(alg, &pem.der).map_err(|e| format!("not a usable private key: {e}"))?;
+                    Ok((alg, key, Some(jwk)))
+                });
+            loaded.map_err(|e| errors.push("backend_jwt.pem_file", e)).ok()
+        }
+        (None, None) => match pinned {
+            Some(a) if a != Algorithm::ES256 => {
+                errors.push("backend_jwt.alg", format!("a generated key is ES256; for {a:?} configure pem_file or secret_env"));
+                None
+            }
+            _ => match durable.generated_signing_key().and_then(|der| Ok((jsonwebtoken::EncodingKey::from_ec_der(&der), keys::public_jwk(Algorithm::ES256, &der)?))) {
+                Ok((key, jwk)) => {
+                    warnings.push_err(
+                        ConfigError::new(
+                            "backend_jwt",
+                            format!(
+                                "no signing key is configured: backend JWTs are signed with an ES256 key generated at start-up (kid {}), \
+                                 published at the admin listener's /.well-known/jwks.json; each restart and each gateway node has its own",
+                                jwk["kid"].as_str().unwrap_or("?")
+                            ),
+                        )
+                        .with_hint("configure backend_jwt.pem_file for a key that backends can pin"),
+                    );
+                    Some((Algorithm::ES256, key, Some(jwk)))
+                }
+                Err(e) => {
+                    errors.push("backend_jwt", format!("cannot generate a signing key: {e}"));
+                    None
+                }
+            },
+        },
     };
-    if spec.ttl.0.as_secs() < 2 {
+    if b.ttl.0.as_secs() < 2 {
         errors.push("backend_jwt.ttl", "must be at least 2s");
     }
     if errors.0.len() > before {
         return None;
     }
-    Some(crate::authn::backend_jwt::BackendJwt::new(header?, spec.issuer.clone(), alg, key?, spec.ttl.0.as_secs(), spec.claims.clone()))
+    let (alg, key, jwk) = signer?;
+    Some(crate::authn::backend_jwt::BackendJwt::new(header?, b.issuer.clone(), alg, key, jwk, b.ttl.0.as_secs(), b.claims.clone()))
 }
 
 fn compile_applications(spec: &GatewaySpec, errors: &mut Errors) -> Applications {

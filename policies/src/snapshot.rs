@@ -39,6 +39,10 @@ pub struct Snapshot {
     pub backend_jwt: Option<crate::authn::backend_jwt::BackendJwt>,
     /// Metrics of requests that matched no API.
     pub unrouted_metrics: ApiMetrics,
+    /// Settings that are accepted but probably not what the author meant (a key no allowed
+    /// algorithm can use, a generated signing key). Printed by `gateway validate`, logged on
+    /// every apply and returned by the admin API; they never block a config.
+    pub warnings: Vec<crate::error::ConfigError>,
 }
 
 #[derive(Debug)]

@@ -22,6 +22,9 @@ pub struct Durable {
     targets: Mutex<HashMap<String, Weak<TargetHealth>>>,
     token_caches: Mutex<HashMap<String, Weak<crate::authn::TokenCache>>>,
     jwks: Mutex<HashMap<String, Weak<crate::authn::jwks::JwksSource>>>,
+    /// The process's generated backend-JWT key (PKCS#8), made on first use: a reload keeps
+    /// it, so backends that fetched its JWK keep verifying.
+    signing_key: Mutex<Option<Arc<[u8]>>>,
 }
 
 impl Durable {
@@ -73,6 +76,18 @@ impl Durable {
         let fresh = Arc::new(crate::authn::jwks::JwksSource::new(uri.to_string(), discovery_issuer.map(str::to_string), allowed.to_vec()));
         map.insert(key, Arc::downgrade(&fresh));
         fresh
+    }
+
+    /// The ES256 key that signs backend JWTs when no key is configured, generated once per
+    /// process.
+    pub fn generated_signing_key(&self) -> Result<Arc<[u8]>, String> {
+        let mut slot = self.signing_key.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(key) = &*slot {
+            return Ok(key.clone());
+        }
+        let key: Arc<[u8]> = crate::authn::keys::generate_es256()?.into();
+        *slot = Some(key.clone());
+        Ok(key)
     }
 
     /// Live targets (for tests and the status endpoint).

@@ -77,7 +77,7 @@ impl Introspector {
             return IntrospectionResult::Unavailable("the introspection response is not JSON".into());
         };
         if v.get("active").and_then(serde_json::Value::as_bool) != Some(true) {
-            let inactive = Arc::new(VerifiedClaims { exp: 0, application: None, user: None, scopes: Vec::new() });
+            let inactive = Arc::new(VerifiedClaims { exp: 0, application: None, user: None, scopes: super::no_scopes() });
             self.negative.insert(token, inactive, now + self.negative_ttl, now);
             return IntrospectionResult::Inactive;
         }
@@ -85,11 +85,11 @@ impl Introspector {
         let exp = v.get("exp").and_then(serde_json::Value::as_u64);
         if exp.is_some_and(|e| e <= now) {
             // Active but already expired: the IdP's clock and ours disagree; trust the time.
-            let inactive = Arc::new(VerifiedClaims { exp: 0, application: None, user: None, scopes: Vec::new() });
+            let inactive = Arc::new(VerifiedClaims { exp: 0, application: None, user: None, scopes: super::no_scopes() });
             self.negative.insert(token, inactive, now + self.negative_ttl, now);
             return IntrospectionResult::Inactive;
         }
-        let scopes = match v.get(&self.claim_scopes) {
+        let scopes: Vec<String> = match v.get(&self.claim_scopes) {
             Some(serde_json::Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
             Some(serde_json::Value::Array(a)) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
             _ => Vec::new(),
@@ -98,8 +98,8 @@ impl Introspector {
         let claims = Arc::new(VerifiedClaims {
             exp: until,
             application: string(&self.claim_application),
-            user: string(&self.claim_user),
-            scopes,
+            user: string(&self.claim_user).map(Into::into),
+            scopes: scopes.into(),
         });
         self.positive.insert(token, claims.clone(), until, now);
         IntrospectionResult::Active(claims)

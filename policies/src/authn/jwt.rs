@@ -111,8 +111,9 @@ impl std::fmt::Debug for VerifyKey {
 pub struct VerifiedClaims {
     pub exp: u64,
     pub application: Option<String>,
-    pub user: Option<String>,
-    pub scopes: Vec<String>,
+    /// Shared with every principal made from this (cached) token: no copy per request.
+    pub user: Option<std::sync::Arc<str>>,
+    pub scopes: std::sync::Arc<[String]>,
 }
 
 #[derive(Debug)]
@@ -273,11 +274,11 @@ impl JwtVerifier {
             }
         }
         let string = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_string);
-        let scopes = match claims.get(&self.claim_scopes) {
+        let scopes: Vec<String> = match claims.get(&self.claim_scopes) {
             Some(Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
             Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
             _ => Vec::new(),
         };
-        Ok(VerifiedClaims { exp, application: string(&self.claim_application), user: string(&self.claim_user), scopes })
+        Ok(VerifiedClaims { exp, application: string(&self.claim_application), user: string(&self.claim_user).map(Into::into), scopes: scopes.into() })
     }
 }

@@ -20,6 +20,7 @@ pub mod backend_jwt;
 pub mod introspect;
 pub mod jwks;
 pub mod jwt;
+pub mod keys;
 
 use crate::config::AuthType;
 use crate::verdict::{ProblemCode, Rejection};
@@ -87,8 +88,9 @@ pub struct ApiAuth {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub application: Option<u32>,
-    pub user: Option<String>,
-    pub scopes: Vec<String>,
+    /// Shared with the cached claims: making a principal copies no strings.
+    pub user: Option<Arc<str>>,
+    pub scopes: Arc<[String]>,
     /// The subscription's tier for this API, when there is one.
     pub tier: Option<Arc<str>>,
     pub via_api_key: bool,
@@ -221,10 +223,16 @@ fn from_token(cx: &AuthContext<'_>, token: &str, now: u64) -> Result<Principal, 
     Ok(principal_from_claims(cx, &claims))
 }
 
+/// The empty scope list, allocated once.
+pub(crate) fn no_scopes() -> Arc<[String]> {
+    static EMPTY: std::sync::OnceLock<Arc<[String]>> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(|| Arc::from(Vec::new())).clone()
+}
+
 fn principal_from_claims(cx: &AuthContext<'_>, claims: &VerifiedClaims) -> Principal {
     let application = claims.application.as_deref().and_then(|c| cx.applications.by_client_id.get(c)).copied();
     // A user token names a user distinct from the client it was issued to.
-    let user = claims.user.clone().filter(|u| Some(u.as_str()) != claims.application.as_deref());
+    let user = claims.user.clone().filter(|u| Some(&**u) != claims.application.as_deref());
     Principal { application, user, scopes: claims.scopes.clone(), tier: None, via_api_key: false }
 }
 
@@ -234,7 +242,7 @@ fn from_api_key(cx: &AuthContext<'_>, key: &str) -> Option<Principal> {
     if !bool::from(stored.ct_eq(&digest)) {
         return None;
     }
-    Some(Principal { application: Some(*app), user: None, scopes: Vec::new(), tier: None, via_api_key: true })
+    Some(Principal { application: Some(*app), user: None, scopes: no_scopes(), tier: None, via_api_key: true })
 }
 
 fn authorize(cx: &AuthContext<'_>, parts: &Parts, p: &mut Principal) -> Result<(), Rejection> {

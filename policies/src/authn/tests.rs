@@ -83,7 +83,7 @@ fn valid_tokens_of_each_algorithm() {
         let got = v.verify(&sign(alg, kid, &k, &claims()), NOW).unwrap_or_else(|e| panic!("{alg:?}: {e}"));
         assert_eq!(got.application.as_deref(), Some("mobile-client"));
         assert_eq!(got.user.as_deref(), Some("alice"));
-        assert_eq!(got.scopes, vec!["order:read", "order:write"]);
+        assert_eq!(&*got.scopes, ["order:read", "order:write"]);
         assert_eq!(got.exp, NOW + 600);
     }
 }
@@ -177,7 +177,7 @@ fn forged_tampered_and_malformed_tokens() {
 #[test]
 fn token_cache_is_exact_and_expires() {
     let cache = TokenCache::new(32);
-    let c = Arc::new(VerifiedClaims { exp: NOW + 60, application: None, user: Some("u".into()), scopes: vec![] });
+    let c = Arc::new(VerifiedClaims { exp: NOW + 60, application: None, user: Some("u".into()), scopes: super::no_scopes() });
     cache.insert("tok-a", c.clone(), NOW + 60, NOW);
     assert_eq!(cache.get("tok-a", NOW).as_deref(), Some(&*c));
     assert!(cache.get("tok-b", NOW).is_none());
@@ -361,17 +361,109 @@ fn fractional_dates_are_numeric_dates() {
 }
 
 #[test]
-fn backend_jwt_needs_its_signing_key() {
-    let errs = crate::compile(
-        &parse(b"apis: [{ name: a, context: /a, version: v1, auth: { api_keys: { header: k }, backend_jwt: true }, resources: [{ path: /x, mock: { body: x } }] }]\n", Format::Yaml).unwrap(),
-        &Durable::new(),
-    )
-    .unwrap_err();
-    assert_eq!(errs[0].path, "apis[0].auth.backend_jwt");
-    let errs = crate::compile(&parse(b"backend_jwt: { alg: HS256, secret_env: AUTHN_TEST_UNSET_VAR }\napis: []\n", Format::Yaml).unwrap(), &Durable::new()).unwrap_err();
-    assert_eq!(errs[0].path, "backend_jwt.secret_env");
-    let errs = crate::compile(&parse(b"backend_jwt: { alg: ES256, secret_env: X }\napis: []\n", Format::Yaml).unwrap(), &Durable::new()).unwrap_err();
-    assert_eq!(errs[0].path, "backend_jwt");
+fn backend_jwt_without_a_key_signs_with_a_generated_es256_key_and_warns() {
+    let durable = Durable::new();
+    let doc = b"apis: [{ name: a, context: /a, version: v1, auth: { api_keys: { header: k }, backend_jwt: true }, resources: [{ path: /x, mock: { body: x } }] }]\n";
+    let spec = parse(doc, Format::Yaml).unwrap();
+    let s = crate::compile(&spec, &durable).unwrap();
+    let bj = s.backend_jwt.as_ref().unwrap();
+    let jwks = bj.jwks();
+    let kid = jwks["keys"][0]["kid"].as_str().unwrap().to_string();
+    assert_eq!(jwks["keys"][0]["alg"], "ES256");
+    assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+    assert_eq!(s.warnings[0].path, "backend_jwt");
+    assert!(s.warnings[0].message.contains(&kid), "{}", s.warnings[0].message);
+    // A reload keeps the key (backends that fetched it keep verifying).
+    let again = crate::compile(&spec, &durable).unwrap();
+    assert_eq!(again.backend_jwt.as_ref().unwrap().jwks(), jwks);
+    // Minted tokens name the key and verify with the published JWK.
+    let p = Principal { application: None, user: Some("alice".into()), scopes: vec!["a".to_string()].into(), tier: Some("Gold".into()), via_api_key: false };
+    let api: Arc<str> = "a".into();
+    let token = bj.assertion(&api, None, &p, NOW).unwrap();
+    let token = token.to_str().unwrap();
+    assert_eq!(jsonwebtoken::decode_header(token).unwrap().kid.as_deref(), Some(kid.as_str()));
+    let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwks["keys"][0].clone()).unwrap();
+    let mut v = jsonwebtoken::Validation::new(Algorithm::ES256);
+    v.validate_exp = false;
+    let got = jsonwebtoken::decode::<serde_json::Value>(token, &DecodingKey::from_jwk(&jwk).unwrap(), &v).unwrap().claims;
+    assert_eq!((got["sub"].as_str(), got["tier"].as_str(), got["scope"].as_str()), (Some("alice"), Some("Gold"), Some("a")));
+    // The same caller gets the same token (cached); another user gets another.
+    assert_eq!(bj.assertion(&api, None, &p, NOW + 1).unwrap(), token);
+    let bob = Principal { user: Some("bob".into()), ..p.clone() };
+    assert_ne!(bj.assertion(&api, None, &bob, NOW + 1).unwrap(), token);
+}
+
+#[test]
+fn backend_jwt_key_mistakes_are_reported_with_paths() {
+    let err = |doc: &[u8]| crate::compile(&parse(doc, Format::Yaml).unwrap(), &Durable::new()).unwrap_err()[0].clone();
+    assert_eq!(err(b"backend_jwt: { alg: HS256, secret_env: AUTHN_TEST_UNSET_VAR }\napis: []\n").path, "backend_jwt.secret_env");
+    assert_eq!(err(b"backend_jwt: { alg: ES256, secret_env: X }\napis: []\n").path, "backend_jwt.alg");
+    assert_eq!(err(b"backend_jwt: { alg: RS256 }\napis: []\n").path, "backend_jwt.alg");
+    assert_eq!(err(b"backend_jwt: { secret_env: X, pem_file: y }\napis: []\n").path, "backend_jwt");
+    let es = format!("backend_jwt: {{ alg: RS256, pem_file: \"{}\" }}\napis: []\n", shared_key("jwt_es256_priv.pem"));
+    let e = err(es.as_bytes());
+    assert_eq!(e.path, "backend_jwt.pem_file");
+    assert!(e.message.contains("EC P-256 key cannot sign RS256"), "{e}");
+}
+
+#[test]
+fn a_configured_backend_key_takes_its_algorithm_from_the_pem_and_publishes_its_public_half() {
+    for (file, alg, kty) in [("jwt_rs256_priv.pem", "RS256", "RSA"), ("jwt_es256_priv.pem", "ES256", "EC"), ("jwt_eddsa_priv.pem", "EdDSA", "OKP")] {
+        let doc = format!("backend_jwt: {{ pem_file: \"{}\" }}\napis: []\n", shared_key(file));
+        let s = crate::compile(&parse(doc.as_bytes(), Format::Yaml).unwrap(), &Durable::new()).unwrap();
+        let jwks = s.backend_jwt.as_ref().unwrap().jwks();
+        assert_eq!((jwks["keys"][0]["alg"].as_str(), jwks["keys"][0]["kty"].as_str()), (Some(alg), Some(kty)), "{file}");
+        assert!(s.warnings.is_empty());
+    }
+}
+
+fn shared_key(name: &str) -> String {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/bench/keys").join(name).display().to_string()
+}
+
+#[test]
+fn static_keys_without_alg_verify_what_their_type_and_the_allow_list_permit() {
+    std::env::set_var("AUTHN_TEST_SECRET_6", std::str::from_utf8(SECRET).unwrap());
+    // The issue's own example: an HS256 key beside `algorithms: [RS256, ES256]`, and a PEM
+    // key with no `alg`.
+    let doc = format!(
+        "key_managers: [{{ type: jwt, name: idp, issuer: \"{ISS}\", algorithms: [RS256, ES256], keys: [\n  {{ kid: hs-1, alg: HS256, secret_env: AUTHN_TEST_SECRET_6 }},\n  {{ kid: rsa-old, pem_file: \"{}\" }},\n  {{ kid: ec, pem_file: \"{}\" }},\n  {{ kid: ed, pem_file: \"{}\" }}] }}]\napis: []\n",
+        shared_key("jwt_rs256_pub.pem"),
+        shared_key("jwt_es256_pub.pem"),
+        shared_key("jwt_eddsa_pub.pem"),
+    );
+    let s = crate::compile(&parse(doc.as_bytes(), Format::Yaml).unwrap(), &Durable::new()).unwrap();
+    let paths: Vec<&str> = s.warnings.iter().map(|w| w.path.as_str()).collect();
+    assert_eq!(paths, ["key_managers[0].keys[0]", "key_managers[0].keys[3]"], "{:?}", s.warnings);
+    assert!(s.warnings[0].message.contains("an HMAC secret for HS256, which `algorithms` does not allow"), "{}", s.warnings[0]);
+    assert_eq!(s.warnings[0].hint.as_deref(), Some("add HS256 to algorithms to accept them, or remove the key"));
+    assert!(s.warnings[1].message.starts_with("an Ed25519 key for EdDSA"), "{}", s.warnings[1]);
+    let v = &s.key_managers[0].verifier;
+    // The RSA key serves RS256 (in the allow list) but not PS256 (not in it); the EC key ES256.
+    let rsa_priv = std::fs::read(shared_key("jwt_rs256_priv.pem")).unwrap();
+    let ec_priv = std::fs::read(shared_key("jwt_es256_priv.pem")).unwrap();
+    let sign_with = |alg, kid: &str, pem: &[u8]| {
+        let key = if alg == Algorithm::ES256 { EncodingKey::from_ec_pem(pem) } else { EncodingKey::from_rsa_pem(pem) }.unwrap();
+        let h = jsonwebtoken::Header { kid: Some(kid.into()), ..jsonwebtoken::Header::new(alg) };
+        jsonwebtoken::encode(&h, &claims(), &key).unwrap()
+    };
+    assert!(v.verify(&sign_with(Algorithm::RS256, "rsa-old", &rsa_priv), NOW).is_ok());
+    assert!(v.verify(&sign_with(Algorithm::ES256, "ec", &ec_priv), NOW).is_ok());
+    assert!(v.verify(&sign_with(Algorithm::PS256, "rsa-old", &rsa_priv), NOW).is_err());
+    // HS256 is refused even with the configured secret: the allow list decides.
+    let hs = jsonwebtoken::encode(&jsonwebtoken::Header { kid: Some("hs-1".into()), ..jsonwebtoken::Header::new(Algorithm::HS256) }, &claims(), &EncodingKey::from_secret(SECRET)).unwrap();
+    assert!(v.verify(&hs, NOW).is_err());
+}
+
+#[test]
+fn a_pinned_alg_must_fit_the_key() {
+    let doc = format!(
+        "key_managers: [{{ type: jwt, name: idp, issuer: \"{ISS}\", algorithms: [ES256, RS256], keys: [{{ alg: RS256, pem_file: \"{}\" }}] }}]\napis: []\n",
+        shared_key("jwt_es256_pub.pem")
+    );
+    let errs = crate::compile(&parse(doc.as_bytes(), Format::Yaml).unwrap(), &Durable::new()).unwrap_err();
+    assert_eq!(errs[0].path, "key_managers[0].keys[0].alg");
+    assert_eq!(errs[0].message, "RS256 cannot be used with an EC P-256 key");
 }
 
 #[test]

@@ -191,14 +191,18 @@ fn default_scope_claim() -> String {
     "scope".into()
 }
 
-/// A key configured by hand. Its `alg` is pinned: a token for this key must use exactly it.
+/// A key configured by hand. It verifies the algorithms of its type (an HMAC secret: HS*;
+/// a PEM key: what the key itself says, RSA → RS*/PS*, P-256 → ES256, P-384 → ES384,
+/// Ed25519 → EdDSA) that the key manager's `algorithms` allows.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct StaticKeySpec {
     /// Matched against the token's `kid`; a key without one is tried for tokens without `kid`.
     #[serde(default)]
     pub kid: Option<String>,
-    pub alg: String,
+    /// Pins the key to this one algorithm (it must fit the key's type).
+    #[serde(default)]
+    pub alg: Option<String>,
     /// HMAC secret from this environment variable (HS*).
     #[serde(default)]
     pub secret_env: Option<String>,
@@ -254,9 +258,13 @@ pub struct BackendJwtSpec {
     /// The `iss` of minted tokens.
     #[serde(default = "default_backend_issuer")]
     pub issuer: String,
-    /// ES256, ES384, RS256..., EdDSA or HS256...
-    pub alg: String,
-    /// Private key in PEM (PKCS#8 for EC and Ed25519; PKCS#1 or PKCS#8 for RSA).
+    /// ES256, ES384, RS256..., EdDSA or HS256... Left out: HS256 for `secret_env`, the
+    /// key's own algorithm for `pem_file` (RS256 for RSA), ES256 for a generated key.
+    #[serde(default)]
+    pub alg: Option<String>,
+    /// Private key in PEM (PKCS#8 for EC and Ed25519; PKCS#1 or PKCS#8 for RSA). With
+    /// neither this nor `secret_env`, the gateway generates an ES256 key at start-up and
+    /// publishes its public half at the admin listener's `/.well-known/jwks.json`.
     #[serde(default)]
     pub pem_file: Option<String>,
     /// HMAC secret from this environment variable (HS*).
@@ -270,6 +278,21 @@ pub struct BackendJwtSpec {
     pub ttl: HumanDuration,
     #[serde(default)]
     pub claims: BackendClaimsSpec,
+}
+
+impl Default for BackendJwtSpec {
+    /// What `auth.backend_jwt: true` uses when the document has no `backend_jwt:` section.
+    fn default() -> Self {
+        BackendJwtSpec {
+            issuer: default_backend_issuer(),
+            alg: None,
+            pem_file: None,
+            secret_env: None,
+            header: default_backend_header(),
+            ttl: default_backend_ttl(),
+            claims: BackendClaimsSpec::default(),
+        }
+    }
 }
 
 fn default_backend_issuer() -> String {
