@@ -197,3 +197,31 @@ async fn unknown_endpoints_and_methods_are_problems() {
     assert_eq!(m.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(m.json()["code"], "admin.method_not_allowed");
 }
+
+#[tokio::test]
+async fn warnings_come_back_with_the_summary_and_the_backend_jwks_is_public() {
+    let app = app();
+    // No backend JWT yet: an empty key set, without the token.
+    let req = Request::get("/.well-known/jwks.json").body(Body::empty()).unwrap();
+    let resp = app.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap(), serde_json::json!({ "keys": [] }));
+    assert_eq!(call(&app, "GET", "/v1/status", &[], "").await.json()["warnings"], serde_json::json!([]));
+
+    // An API asking for a backend JWT without a key: valid, with a warning, and after the
+    // apply the generated key is published.
+    let doc = "apis:\n  - name: demo\n    context: /demo\n    version: v1\n    auth: { api_keys: { header: k }, backend_jwt: true }\n    resources: [{ path: /hello, mock: { body: one } }]\n";
+    let v = call(&app, "POST", "/v1/config/validate", &[("content-type", "application/yaml")], doc).await;
+    assert_eq!(v.status, StatusCode::OK);
+    assert_eq!(v.json()["summary"]["warnings"][0]["path"], "backend_jwt");
+    let put = call(&app, "PUT", "/v1/config", &[("content-type", "application/yaml")], doc).await;
+    assert_eq!(put.status, StatusCode::OK);
+    assert_eq!(put.json()["summary"]["warnings"][0]["path"], "backend_jwt");
+    assert_eq!(call(&app, "GET", "/v1/status", &[], "").await.json()["warnings"][0]["path"], "backend_jwt");
+    let jwks = call(&app, "GET", "/.well-known/jwks.json", &[], "").await;
+    assert_eq!(jwks.header("cache-control"), "max-age=300");
+    let key = &jwks.json()["keys"][0];
+    assert_eq!((key["kty"].as_str(), key["crv"].as_str(), key["alg"].as_str(), key["use"].as_str()), (Some("EC"), Some("P-256"), Some("ES256"), Some("sig")));
+    assert!(put.json()["summary"]["warnings"][0]["message"].as_str().unwrap().contains(key["kid"].as_str().unwrap()));
+}

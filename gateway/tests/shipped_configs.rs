@@ -21,6 +21,10 @@ fn every_shipped_config_validates() {
     let shared = root.join("../shared");
     assert!(shared.join("bench/keys").exists(), "the shared bench directory is expected beside the checkout");
     std::os::unix::fs::symlink(shared.canonicalize().unwrap(), scratch.path().join("shared")).unwrap();
+    // conf/examples/orders-auth.yaml names the IdP's old public key; its header says to copy
+    // the shared bench RSA key there.
+    std::fs::create_dir_all(work.join("conf/keys")).unwrap();
+    std::fs::copy(shared.join("bench/keys/jwt_rs256_pub.pem"), work.join("conf/keys/idp-old.pub.pem")).unwrap();
     let mut files: Vec<std::path::PathBuf> = ["conf", "conf/examples"]
         .iter()
         .flat_map(|d| std::fs::read_dir(root.join(d)).unwrap())
@@ -39,9 +43,21 @@ fn every_shipped_config_validates() {
             // conf/examples/idp.yaml: the introspection client secret and the backend JWT key.
             .env("INTROSPECTION_SECRET", "gateway-secret")
             .env("BACKEND_JWT_SECRET", "a-backend-secret-that-is-longer-than-32-bytes")
+            // conf/examples/orders-auth.yaml: the (inert) HS256 key.
+            .env("IDP_HS_SECRET", "an-idp-secret-that-is-longer-than-32-bytes")
             .output()
             .unwrap();
         assert!(out.status.success(), "{}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
-        assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok ("), "{}", file.display());
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.starts_with("ok ("), "{}", file.display());
+        // Only the literal example earns warnings, and exactly the two it should.
+        if file.ends_with("orders-auth.yaml") {
+            assert_eq!(stdout.trim(), "ok (1 APIs, 2 warnings)");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(stderr.contains("warning: key_managers[0].keys[0]: an HMAC secret for HS256, which `algorithms` does not allow"), "{stderr}");
+            assert!(stderr.contains("warning: backend_jwt: no signing key is configured"), "{stderr}");
+        } else {
+            assert!(!stdout.contains("warning"), "{}: {stdout}", file.display());
+        }
     }
 }

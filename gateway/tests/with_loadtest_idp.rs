@@ -5,57 +5,15 @@
 
 mod common;
 use common::*;
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
-
-/// The `loadtest` binary beside the gateway's (same profile). `cargo test --workspace`
-/// builds it; run alone, this test builds it first.
-fn loadtest_bin() -> std::path::PathBuf {
-    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_gateway")).with_file_name("loadtest");
-    if !bin.exists() {
-        let status = Command::new(env!("CARGO")).args(["build", "-p", "loadtest", "--bin", "loadtest"]).status().unwrap();
-        assert!(status.success(), "cannot build loadtest");
-    }
-    bin
-}
-
-struct Idp {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Idp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn start_idp(extra: &[&str]) -> Idp {
-    let mut child = Command::new(loadtest_bin())
-        .args(["idp", "--listen", "127.0.0.1:0", "--client", "bench-client:bench-secret:Gold:read write", "--client", "gateway:gateway-secret"])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected idp output: {line}")).to_string();
-    Idp { child, addr }
+    let mut args = vec!["--client", "bench-client:bench-secret:Gold:read write", "--client", "gateway:gateway-secret"];
+    args.extend_from_slice(extra);
+    Idp::start(&args)
 }
 
 async fn issue_token(idp: &Idp) -> String {
-    let r = client()
-        .post(format!("http://{}/token", idp.addr))
-        .basic_auth("bench-client", Some("bench-secret"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("grant_type=client_credentials")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.json::<serde_json::Value>().await.unwrap()["access_token"].as_str().unwrap().to_string()
+    idp.issue_token("bench-client", "bench-secret").await
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -434,3 +434,63 @@ pub async fn start_tls_upstream(name: &str, pki: &TestPki) -> (u16, tokio::task:
     });
     (port, task)
 }
+
+/// The `loadtest` binary beside the gateway's (same profile). `cargo test --workspace`
+/// builds it; run alone, a test builds it first.
+pub fn loadtest_bin() -> PathBuf {
+    let bin = Path::new(env!("CARGO_BIN_EXE_gateway")).with_file_name("loadtest");
+    if !bin.exists() {
+        let status = Command::new(env!("CARGO")).args(["build", "-p", "loadtest", "--bin", "loadtest"]).status().unwrap();
+        assert!(status.success(), "cannot build loadtest");
+    }
+    bin
+}
+
+/// The project's test identity provider (`loadtest idp`) on an ephemeral loopback port.
+pub struct Idp {
+    child: Child,
+    pub addr: String,
+}
+
+impl Drop for Idp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Idp {
+    /// `loadtest idp --listen 127.0.0.1:0 ARGS...`; returns once it prints its address.
+    pub fn start(args: &[&str]) -> Idp {
+        use std::io::BufRead;
+        let mut child = Command::new(loadtest_bin())
+            .args(["idp", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let addr = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected idp output: {line}")).to_string();
+        Idp { child, addr }
+    }
+
+    /// A client-credentials token for `id`.
+    pub async fn issue_token(&self, id: &str, secret: &str) -> String {
+        let r = client()
+            .post(format!("http://{}/token", self.addr))
+            .basic_auth(id, Some(secret))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("grant_type=client_credentials")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json::<serde_json::Value>().await.unwrap()["access_token"].as_str().unwrap().to_string()
+    }
+
+    pub async fn stats(&self) -> serde_json::Value {
+        client().get(format!("http://{}/stats", self.addr)).send().await.unwrap().json().await.unwrap()
+    }
+}
