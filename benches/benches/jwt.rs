@@ -4,6 +4,7 @@
 //! - `authenticate_cached`: the whole `Snapshot::authenticate` for a repeated token (cache
 //!   hit, application lookup, subscription and scope checks), as a request pays it.
 //! - `introspection_cache_hit`: the same for an opaque token in the introspection cache.
+//! - `backend_jwt_cached`: the `X-JWT-Assertion` value for a caller already seen.
 //! - `verify_uncached/<alg>`: our `JwtVerifier::verify` (shape and header checks, key
 //!   choice, signature, claims) next to `jsonwebtoken::decode` alone, the naive baseline,
 //!   for each algorithm family. RS256 uses the shared bench's 2048-bit key when
@@ -97,6 +98,22 @@ fn bench(c: &mut Criterion) {
     let plan = snapshot.plan(&parts, "/orders/v1/order/42").unwrap();
     assert!(matches!(snapshot.authenticate(&parts, &plan, NOW), Ok(Some(policies::authn::AuthStep::Done(_)))));
     c.bench_function("introspection_cache_hit", |b| b.iter(|| black_box(snapshot.authenticate(&parts, &plan, NOW).is_ok())));
+
+    // The backend JWT for a caller already seen (generated ES256 key): a hash of borrowed
+    // fields and a compare, no signing and no allocation but the header value's refcount.
+    let yaml = "apis: [{ name: orders, context: /orders, version: v1, auth: { api_keys: { header: k }, backend_jwt: true }, resources: [{ path: /x, mock: { body: x } }] }]\n";
+    let snapshot = policies::compile(&policies::parse(yaml.as_bytes(), policies::Format::Yaml).unwrap(), &policies::state::Durable::new()).unwrap();
+    let bj = snapshot.backend_jwt.as_ref().unwrap();
+    let principal = policies::authn::Principal {
+        application: Some(0),
+        user: Some("alice".into()),
+        scopes: vec!["read".to_string(), "write".to_string()].into(),
+        tier: Some("Gold".into()),
+        via_api_key: false,
+    };
+    let (api, app): (std::sync::Arc<str>, std::sync::Arc<str>) = ("orders".into(), "mobile".into());
+    assert!(bj.assertion(&api, Some(&app), &principal, NOW).is_some());
+    c.bench_function("backend_jwt_cached", |b| b.iter(|| black_box(bj.assertion(&api, Some(&app), &principal, NOW).is_some())));
 }
 
 criterion_group!(benches, bench);
