@@ -7,6 +7,7 @@
 //! | `proxy` | `impl ProxyHttp`: maps Pingora phases to policy calls, nothing else |
 //! | `ctx` | the per-request context |
 //! | `respond` | the only writer of local replies (problem+json, mocks, preflights) |
+//! | `direct` | the direct exchange: plain HTTP/1 requests proxied over per-thread idle connections |
 //! | `upstream` | peer templates and health checkers prepared per snapshot |
 //! | `health` | active health checks |
 //! | `jwks` | background refresh of remote JWKS key sets |
@@ -20,6 +21,7 @@ pub mod access_log;
 pub mod cli;
 pub mod control_plane;
 pub mod ctx;
+pub mod direct;
 pub mod health;
 pub mod introspect;
 pub mod jwks;

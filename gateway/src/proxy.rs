@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `new_ctx` | pin the snapshot (`Store::load`, one atomic increment), start the clock |
 //! | `request_filter` | request id → normalise path → `Snapshot::plan` (route, lifecycle, CORS, verb) → mock / preflight / rejection answered by `respond`, or go on to proxy |
+//! | (`direct::exchange`) | for HTTP/1 requests without a body to plain-HTTP targets: the phases below, run by the gateway over its own idle connections |
 //! | `upstream_peer` | pick a healthy untried target of the API's endpoint; clone its prepared peer |
 //! | `fail_to_connect` | passive health strike; retry on another target while retries remain (nothing was sent) |
 //! | `upstream_request_filter` | path rewrite (strip context/version, target base path), `Host`, `X-Forwarded-*`, `X-Request-Id` |
@@ -49,6 +50,9 @@ pub struct Gateway {
     pub store: Arc<Store>,
     pub access_log: Option<AccessLog>,
     pub introspection: crate::introspect::IntrospectionClient,
+    /// The direct exchange for plain requests (`server.upstream_fast_path`); `None`: every
+    /// request takes Pingora's proxy path.
+    pub direct: Option<crate::direct::Direct>,
 }
 
 #[async_trait]
@@ -118,7 +122,10 @@ impl ProxyHttp for Gateway {
                     Action::Proxy => {
                         ctx.normalized_path = owned_path;
                         ctx.plan = Some(plan);
-                        Ok(false)
+                        match &self.direct {
+                            Some(direct) if crate::direct::eligible(session, ctx) => crate::direct::exchange(self, direct, session, ctx).await,
+                            _ => Ok(false),
+                        }
                     }
                     Action::Preflight(headers) => {
                         respond::preflight(session, ctx, headers).await?;
@@ -345,7 +352,7 @@ impl ProxyHttp for Gateway {
 
 impl Gateway {
     /// A failed attempt on the current target: passive-health strike and a metric.
-    fn strike(&self, ctx: &RequestCtx, kind: &str) {
+    pub(crate) fn strike(&self, ctx: &RequestCtx, kind: &str) {
         let (Some(api), Some(target)) = (ctx.api(), ctx.target()) else { return };
         FAMILIES.upstream_failures.with_label_values(&[&api.name, kind]).inc();
         if let Some(endpoint) = &api.endpoint {

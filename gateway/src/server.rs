@@ -90,7 +90,8 @@ pub fn run(config: &Path) -> ExitCode {
         Err(e) => tracing::warn!(error = %e, "cannot fetch JWKS at startup; the background fetcher will"),
     }
 
-    let gateway = Gateway { store: store.clone(), access_log, introspection: Default::default() };
+    let direct = process.server.upstream_fast_path.then(|| crate::direct::Direct::new(process.server.upstream_keepalive_pool));
+    let gateway = Gateway { store: store.clone(), access_log, introspection: Default::default(), direct };
     let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "gateway");
     for l in &process.listeners {
         match &l.tls {

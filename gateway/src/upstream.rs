@@ -17,6 +17,8 @@ use std::sync::Arc;
 /// What the data plane keeps in `Target::data_plane`.
 pub struct PreparedTarget {
     pub peer: HttpPeer,
+    /// `peer.reuse_hash()`, computed once: the key of the direct exchange's idle connections.
+    pub reuse_key: u64,
     pub backend: Backend,
     pub check: Option<HttpHealthCheck>,
 }
@@ -111,7 +113,10 @@ fn prepare_target(endpoint: &Endpoint, target: &Target) -> Result<PreparedTarget
         }
         check
     });
+    use pingora::upstreams::peer::Peer;
+    let reuse_key = peer.reuse_hash();
     Ok(PreparedTarget {
+        reuse_key,
         peer,
         backend: Backend { addr: PingoraAddr::Inet(target.addr), weight: 1, ext: Default::default() },
         check,

@@ -249,6 +249,8 @@ pub struct TestUpstream {
     pub port: u16,
     pub name: String,
     pub hits: Arc<AtomicUsize>,
+    /// TCP connections accepted (to see connection reuse).
+    pub connections: Arc<AtomicUsize>,
     pub health_hits: Arc<AtomicUsize>,
     pub health_status: Arc<std::sync::atomic::AtomicU16>,
     task: tokio::task::JoinHandle<()>,
@@ -270,9 +272,12 @@ impl TestUpstream {
         let health_status = Arc::new(std::sync::atomic::AtomicU16::new(200));
         let (h, hh, hs, n) = (hits.clone(), health_hits.clone(), health_status.clone(), name.to_string());
         let (kill, killed) = tokio::sync::watch::channel(false);
+        let connections = Arc::new(AtomicUsize::new(0));
+        let accepted = connections.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { return };
+                accepted.fetch_add(1, Ordering::SeqCst);
                 let (h, hh, hs, n) = (h.clone(), hh.clone(), hs.clone(), n.clone());
                 let mut killed = killed.clone();
                 tokio::spawn(async move {
@@ -289,7 +294,7 @@ impl TestUpstream {
                 });
             }
         });
-        TestUpstream { port, name: name.to_string(), hits, health_hits, health_status, task, kill }
+        TestUpstream { port, name: name.to_string(), hits, connections, health_hits, health_status, task, kill }
     }
 
     pub fn url(&self) -> String {

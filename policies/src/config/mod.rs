@@ -408,6 +408,10 @@ pub struct ServerSpec {
     /// How long a graceful stop (SIGTERM) waits for in-flight requests.
     #[serde(default = "default_grace")]
     pub graceful_shutdown_timeout: HumanDuration,
+    /// HTTP/1 requests without a body, to plain-HTTP targets, are exchanged by the gateway
+    /// over per-thread idle connections instead of Pingora's proxy loop and pool.
+    #[serde(default = "yes")]
+    pub upstream_fast_path: bool,
 }
 
 /// The same defaults whether `server:` is absent or present but partial.
@@ -418,6 +422,7 @@ impl Default for ServerSpec {
             work_stealing: false,
             upstream_keepalive_pool: default_keepalive_pool(),
             graceful_shutdown_timeout: default_grace(),
+            upstream_fast_path: true,
         }
     }
 }

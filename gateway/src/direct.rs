@@ -1,0 +1,236 @@
+//! The direct exchange: for the common request (HTTP/1.x, no body, no upgrade, to a
+//! plain-HTTP target) the gateway talks to the upstream itself, from `request_filter`, over
+//! idle connections kept per worker thread, instead of handing the request to Pingora's
+//! proxy loop and connection pool.
+//!
+//! Why: per request, Pingora's pool wraps a returned connection in an `Arc<Mutex>`, makes a
+//! `Notify` and a oneshot, and spawns an idle-watcher task; `proxy_h1` adds two mpsc
+//! channels and a `try_join`. Measured side by side (BENCHMARKS.md), that is about 5 µs of
+//! the 26 µs a request costs bare Pingora on one core. Here a connection goes back on a
+//! per-thread stack: no lock, no task, and it stays on the thread (and so the tokio
+//! reactor) that opened it.
+//!
+//! Everything else is the proxy path's: the same target choice and retries, the same
+//! `upstream_request_filter`, `upstream_response_filter` and `response_filter`, the same
+//! error answers (`fail_to_proxy`) and logging. Requests with a body, upgrades, HTTP/2
+//! clients and TLS targets take Pingora's path, which also streams bodies both ways at once.
+//!
+//! Idle connections: at most [`MAX_IDLE`] per target per worker thread, none older than the
+//! endpoint's `idle_timeout`. One that the upstream closed is found and dropped when next
+//! taken (a non-blocking read sees EOF), or when the stack turns over.
+
+use crate::ctx::RequestCtx;
+use crate::proxy::Gateway;
+use crate::upstream::prepared;
+use http::header;
+use pingora::connectors::TransportConnector;
+use pingora::protocols::http::v1::client::HttpSession as UpstreamSession;
+use pingora::protocols::Stream;
+use pingora::proxy::{ProxyHttp, Session};
+use pingora::{Error, ErrorType, Result};
+use policies::state::now_ms;
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+/// Idle connections kept per target on each worker thread.
+pub const MAX_IDLE: usize = 64;
+
+/// The direct exchange's settings, made once at start-up.
+pub struct Direct {
+    connector: TransportConnector,
+    /// Idle connections kept per target per thread (0: none).
+    max_idle: usize,
+}
+
+impl Direct {
+    pub fn new(max_idle: usize) -> Self {
+        Direct { connector: TransportConnector::new(None), max_idle: max_idle.min(MAX_IDLE) }
+    }
+}
+
+struct Idle {
+    stream: Stream,
+    since_ms: u64,
+}
+
+thread_local! {
+    /// Idle upstream connections of this worker thread, by the target's reuse key.
+    static IDLE: RefCell<HashMap<u64, Vec<Idle>>> = RefCell::new(HashMap::new());
+}
+
+/// A kept connection is usable when a non-blocking read finds nothing: not EOF, not data
+/// (an upstream that sends before being asked is not speaking HTTP/1 to us).
+/// (A `Pending` from tokio's cooperative budget also reads as open; a connection wrongly kept
+/// that way fails on use and is retried on a fresh one.)
+fn still_open(stream: &mut Stream) -> bool {
+    let mut byte = [0u8; 1];
+    let mut buf = tokio::io::ReadBuf::new(&mut byte);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    std::pin::Pin::new(&mut **stream).poll_read(&mut cx, &mut buf).is_pending()
+}
+
+fn take(key: u64, now: u64, idle_timeout_ms: u64) -> Option<Stream> {
+    IDLE.with(|cell| {
+        let mut map = cell.borrow_mut();
+        let list = map.get_mut(&key)?;
+        while let Some(mut idle) = list.pop() {
+            if now.saturating_sub(idle.since_ms) < idle_timeout_ms && still_open(&mut idle.stream) {
+                return Some(idle.stream);
+            }
+        }
+        None
+    })
+}
+
+fn put(key: u64, stream: Stream, now: u64, idle_timeout_ms: u64, max: usize) {
+    if max == 0 {
+        return;
+    }
+    IDLE.with(|cell| {
+        let mut map = cell.borrow_mut();
+        let list = map.entry(key).or_default();
+        // The oldest goes when the stack is full or has outlived the idle timeout.
+        if list.len() >= max || list.first().is_some_and(|i| now.saturating_sub(i.since_ms) >= idle_timeout_ms) {
+            list.remove(0);
+        }
+        list.push(Idle { stream, since_ms: now });
+    });
+}
+
+/// The upstream request is HTTP/1.1 without the client's hop-by-hop fields (RFC 9110
+/// §7.6.1), as Pingora's proxy path sends it.
+fn strip_hop_by_hop(req: &mut pingora::http::RequestHeader) {
+    const HOP: [&str; 10] =
+        ["connection", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authorization", "proxy-authenticate", "keep-alive", "proxy-connection", "http2-settings"];
+    req.set_version(http::Version::HTTP_11);
+    // One pass over the names first: most requests carry none of them.
+    if req.headers.keys().any(|k| HOP.contains(&k.as_str())) {
+        for name in HOP {
+            req.remove_header(name);
+        }
+    }
+}
+
+/// Whether the request can take the direct exchange.
+pub fn eligible(session: &Session, ctx: &RequestCtx) -> bool {
+    if session.is_http2() || session.is_subrequest() {
+        return false;
+    }
+    let h = &session.req_header().headers;
+    let no_body = h.get(header::TRANSFER_ENCODING).is_none() && h.get(header::CONTENT_LENGTH).is_none_or(|v| v.as_bytes() == b"0");
+    // A `Connection` header naming other headers (hop-by-hop fields to strip) is left to
+    // Pingora's sanitizer; `keep-alive` and `close` are the everyday values.
+    let connection_plain = h.get_all(header::CONNECTION).iter().all(|v| {
+        v.as_bytes().split(|b| *b == b',').all(|t| {
+            let t = t.trim_ascii();
+            t.eq_ignore_ascii_case(b"keep-alive") || t.eq_ignore_ascii_case(b"close")
+        })
+    });
+    let plain = no_body && connection_plain && h.get(header::UPGRADE).is_none() && h.get(header::EXPECT).is_none();
+    plain
+        && ctx
+            .api()
+            .and_then(|a| a.endpoint.as_ref())
+            .is_some_and(|e| e.targets.iter().all(|t| !t.tls))
+}
+
+/// Proxies the request. `Ok(true)`: a response was sent. An `Err` goes to Pingora's error
+/// handling, which calls `fail_to_proxy` (the problem answer, if nothing was sent yet) and
+/// `logging`, exactly as on the proxy path.
+pub async fn exchange(gw: &Gateway, direct: &Direct, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+    // A failure on a kept connection is retried once on a fresh one to the same target:
+    // the upstream may have closed it just as it was taken.
+    let mut stale_retry_left = true;
+    let (mut up, mut resp, key, idle_timeout_ms) = loop {
+        let picked = {
+            let endpoint = ctx.api().and_then(|a| a.endpoint.as_ref()).ok_or_else(|| Error::explain(ErrorType::HTTPStatus(502), "API has no endpoint"))?;
+            let idx = endpoint.select(ctx.tried, now_ms()).ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "every target was tried"))?;
+            let p = endpoint.targets.get(idx).and_then(prepared).ok_or_else(|| Error::explain(ErrorType::InternalError, "target was not prepared"))?;
+            let untried_left = ((ctx.tried | 1 << idx).count_ones() as usize) < endpoint.targets.len();
+            (idx, p.peer.clone(), p.reuse_key, endpoint.idle_timeout.as_millis() as u64, endpoint.retries, untried_left)
+        };
+        let (idx, peer, key, idle_timeout_ms, retries, untried_left) = picked;
+        ctx.tried |= 1 << idx;
+        ctx.attempts += 1;
+        ctx.target = Some(idx);
+
+        let (stream, reused) = match take(key, now_ms(), idle_timeout_ms) {
+            Some(s) => (s, true),
+            // Boxed: the connect future (TCP and TLS states) is several KiB, and an unboxed
+            // one would make every request's future that big (copied into its box each time).
+            None => match Box::pin(direct.connector.new_stream(&peer)).await {
+                Ok(s) => (s, false),
+                Err(e) => {
+                    gw.strike(ctx, "connect");
+                    // Nothing reached the upstream: another target is safe even for POST.
+                    if ctx.attempts <= retries && untried_left {
+                        continue;
+                    }
+                    return Err(e.into_up());
+                }
+            },
+        };
+        let mut up = UpstreamSession::new_with_options(stream, &peer);
+        up.read_timeout = peer.options.read_timeout;
+        up.write_timeout = peer.options.write_timeout;
+        let mut req = Box::new(session.req_header().clone());
+        strip_hop_by_hop(&mut req);
+        gw.upstream_request_filter(session, &mut req, ctx).await?;
+        let sent = async {
+            up.write_request_header(req).await?;
+            let mut resp = up.read_resp_header_parts().await?;
+            // Interim responses (103 Early Hints) are dropped; the final one follows.
+            while resp.status.is_informational() {
+                resp = up.read_resp_header_parts().await?;
+            }
+            Ok::<_, Box<Error>>(resp)
+        };
+        match sent.await {
+            Ok(resp) => break (up, resp, key, idle_timeout_ms),
+            Err(e) => {
+                if reused && stale_retry_left {
+                    stale_retry_left = false;
+                    ctx.tried &= !(1u64 << idx);
+                    ctx.attempts = ctx.attempts.saturating_sub(1);
+                    continue;
+                }
+                let timeout = matches!(e.etype(), ErrorType::ReadTimedout | ErrorType::WriteTimedout);
+                gw.strike(ctx, if timeout { "timeout" } else { "error" });
+                // Only requests without a body come here; idempotent ones may go elsewhere.
+                if session.req_header().method.is_idempotent() && ctx.attempts <= retries && untried_left {
+                    continue;
+                }
+                return Err(e.into_up());
+            }
+        }
+    };
+
+    // A close-delimited body (no length, no chunking) is re-framed as chunked, so the client
+    // connection can stay open (as Pingora's proxy path does).
+    let no_body = session.req_header().method == http::Method::HEAD || matches!(resp.status.as_u16(), 204 | 304);
+    if !no_body && resp.headers.get(header::TRANSFER_ENCODING).is_none() && resp.headers.get(header::CONTENT_LENGTH).is_none() {
+        resp.set_version(http::Version::HTTP_11);
+        resp.insert_header(header::TRANSFER_ENCODING, "chunked")?;
+    }
+    gw.upstream_response_filter(session, &mut resp, ctx).await?;
+    gw.response_filter(session, &mut resp, ctx).await?;
+    session.write_response_header(resp, false).await.map_err(|e| e.into_down())?;
+    loop {
+        match up.read_body_bytes().await {
+            Ok(Some(chunk)) => session.write_response_body(Some(chunk), false).await.map_err(|e| e.into_down())?,
+            Ok(None) => break,
+            Err(e) => {
+                gw.strike(ctx, "error");
+                return Err(e.into_up());
+            }
+        }
+    }
+    session.write_response_body(None, true).await.map_err(|e| e.into_down())?;
+    // Keep-alive is off until the response's own headers are taken into account.
+    up.respect_keepalive();
+    if let Some(stream) = up.reuse().await {
+        put(key, stream, now_ms(), idle_timeout_ms, direct.max_idle);
+    }
+    Ok(true)
+}
+
