@@ -9,7 +9,7 @@
 use super::Principal;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::{Arc, RwLock};
 
 /// The compiled `backend_jwt` settings.
@@ -91,9 +91,7 @@ impl BackendJwt {
 
     /// The header value for a caller of `api`; `application` is the application id.
     pub fn assertion(&self, api: &Arc<str>, application: Option<&Arc<str>>, p: &Principal, now: u64) -> Option<http::HeaderValue> {
-        let mut h = self.hasher.build_hasher();
-        (&**api, application.map(|a| &**a), p.user.as_deref(), p.tier.as_deref(), &*p.scopes).hash(&mut h);
-        let hash = h.finish();
+        let hash = self.hasher.hash_one((&**api, application.map(|a| &**a), p.user.as_deref(), p.tier.as_deref(), &*p.scopes));
         if let Some(e) = self.cache.read().unwrap_or_else(|e| e.into_inner()).get(&hash) {
             // Reused while more than half of its lifetime is left.
             if e.is_for(api, application.map(|a| &**a), p) && e.exp.saturating_sub(now) > self.ttl / 2 {

@@ -207,7 +207,7 @@ mod tests {
         der.extend_from_slice(OID_EC);
         der.extend_from_slice(OID_P384);
         der.extend_from_slice(&[0x03, 0x62, 0x00]);
-        der.extend(std::iter::repeat(0x04).take(0x61));
+        der.extend(std::iter::repeat_n(0x04, 0x61));
         assert_eq!(key_kind(&Pem { label: "PUBLIC KEY".into(), der }), Ok(KeyKind::EcP384));
         assert!(key_kind(&Pem { label: "PUBLIC KEY".into(), der: vec![0x30, 0x03, 0x02, 0x01] }).is_err());
         assert!(key_kind(&Pem { label: "CERTIFICATE".into(), der: vec![] }).unwrap_err().contains("not supported"));
