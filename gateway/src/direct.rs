@@ -27,7 +27,8 @@ use pingora::connectors::TransportConnector;
 use pingora::protocols::http::v1::client::HttpSession as UpstreamSession;
 use pingora::protocols::Stream;
 use pingora::proxy::{ProxyHttp, Session};
-use pingora::{Error, ErrorType, Result};
+use pingora::{Error, ErrorType, Result, RetryType};
+use policies::metrics::FAMILIES;
 use policies::state::now_ms;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -39,24 +40,39 @@ pub const MAX_IDLE: usize = 64;
 pub struct Direct {
     connector: TransportConnector,
     /// Idle connections kept per target per thread (0: none).
-    max_idle: usize,
+    per_target: usize,
+    /// Idle connections kept per thread, all targets (`server.upstream_keepalive_pool`).
+    total: usize,
 }
 
 impl Direct {
-    pub fn new(max_idle: usize) -> Self {
-        Direct { connector: TransportConnector::new(None), max_idle: max_idle.min(MAX_IDLE) }
+    pub fn new(keepalive_pool: usize) -> Self {
+        Direct { connector: TransportConnector::new(None), per_target: keepalive_pool.min(MAX_IDLE), total: keepalive_pool }
     }
 }
 
 struct Idle {
     stream: Stream,
-    since_ms: u64,
+    /// When it went idle plus the endpoint's `idle_timeout`.
+    expires_ms: u64,
+}
+
+/// One worker thread's idle connections.
+#[derive(Default)]
+struct Pool {
+    /// By the target's reuse key; newest last.
+    by_target: HashMap<u64, Vec<Idle>>,
+    /// Connections held, all targets together.
+    total: usize,
+    last_sweep_ms: u64,
 }
 
 thread_local! {
-    /// Idle upstream connections of this worker thread, by the target's reuse key.
-    static IDLE: RefCell<HashMap<u64, Vec<Idle>>> = RefCell::new(HashMap::new());
+    static IDLE: RefCell<Pool> = RefCell::new(Pool::default());
 }
+
+/// How often a thread that returns connections looks through all it holds.
+const SWEEP_EVERY_MS: u64 = 1_000;
 
 /// A kept connection is usable when a non-blocking read finds nothing: not EOF, not data
 /// (an upstream that sends before being asked is not speaking HTTP/1 to us).
@@ -69,12 +85,14 @@ fn still_open(stream: &mut Stream) -> bool {
     std::pin::Pin::new(&mut **stream).poll_read(&mut cx, &mut buf).is_pending()
 }
 
-fn take(key: u64, now: u64, idle_timeout_ms: u64) -> Option<Stream> {
+fn take(key: u64, now: u64) -> Option<Stream> {
     IDLE.with(|cell| {
-        let mut map = cell.borrow_mut();
-        let list = map.get_mut(&key)?;
+        let mut pool = cell.borrow_mut();
+        let pool = &mut *pool;
+        let list = pool.by_target.get_mut(&key)?;
         while let Some(mut idle) = list.pop() {
-            if now.saturating_sub(idle.since_ms) < idle_timeout_ms && still_open(&mut idle.stream) {
+            pool.total -= 1;
+            if now < idle.expires_ms && still_open(&mut idle.stream) {
                 return Some(idle.stream);
             }
         }
@@ -82,18 +100,32 @@ fn take(key: u64, now: u64, idle_timeout_ms: u64) -> Option<Stream> {
     })
 }
 
-fn put(key: u64, stream: Stream, now: u64, idle_timeout_ms: u64, max: usize) {
-    if max == 0 {
-        return;
-    }
+/// Keeps a connection for reuse: at most `per_target` per target and `total` in all on this
+/// thread. About once a second the whole pool is checked, so connections of targets that
+/// went quiet (or left the config) and connections the upstream closed do not linger.
+fn put(key: u64, stream: Stream, now: u64, idle_timeout_ms: u64, per_target: usize, total: usize) {
     IDLE.with(|cell| {
-        let mut map = cell.borrow_mut();
-        let list = map.entry(key).or_default();
-        // The oldest goes when the stack is full or has outlived the idle timeout.
-        if list.len() >= max || list.first().is_some_and(|i| now.saturating_sub(i.since_ms) >= idle_timeout_ms) {
-            list.remove(0);
+        let mut pool = cell.borrow_mut();
+        let pool = &mut *pool;
+        if now.saturating_sub(pool.last_sweep_ms) >= SWEEP_EVERY_MS {
+            pool.last_sweep_ms = now;
+            pool.by_target.retain(|_, list| {
+                list.retain_mut(|i| now < i.expires_ms && still_open(&mut i.stream));
+                !list.is_empty()
+            });
+            pool.total = pool.by_target.values().map(Vec::len).sum();
         }
-        list.push(Idle { stream, since_ms: now });
+        if per_target == 0 || pool.total >= total {
+            return;
+        }
+        let list = pool.by_target.entry(key).or_default();
+        // The oldest goes when the stack is full or has outlived the idle timeout.
+        if list.len() >= per_target || list.first().is_some_and(|i| now >= i.expires_ms) {
+            list.remove(0);
+            pool.total -= 1;
+        }
+        list.push(Idle { stream, expires_ms: now.saturating_add(idle_timeout_ms) });
+        pool.total += 1;
     });
 }
 
@@ -126,7 +158,10 @@ pub fn eligible(session: &Session, ctx: &RequestCtx) -> bool {
             t.eq_ignore_ascii_case(b"keep-alive") || t.eq_ignore_ascii_case(b"close")
         })
     });
-    let plain = no_body && connection_plain && h.get(header::UPGRADE).is_none() && h.get(header::EXPECT).is_none();
+    // Origin-form only (`GET /path`): an absolute-form target carries its own authority,
+    // which Pingora's path reconciles with Host.
+    let origin_form = session.req_header().uri.authority().is_none();
+    let plain = no_body && origin_form && connection_plain && h.get(header::UPGRADE).is_none() && h.get(header::EXPECT).is_none();
     plain
         && ctx
             .api()
@@ -137,29 +172,44 @@ pub fn eligible(session: &Session, ctx: &RequestCtx) -> bool {
 /// Proxies the request. `Ok(true)`: a response was sent. An `Err` goes to Pingora's error
 /// handling, which calls `fail_to_proxy` (the problem answer, if nothing was sent yet) and
 /// `logging`, exactly as on the proxy path.
+///
+/// Retries follow the proxy path (`fail_to_connect`, `error_while_proxy`): a failed connect
+/// moves to another target while `retries` allow (nothing was sent); once the request is
+/// sent, a failure is final, except that an idempotent request whose kept connection turns
+/// out to be closed (the upstream closed it as it was taken) is sent once more, on a new
+/// connection to the same target, without a health strike.
 pub async fn exchange(gw: &Gateway, direct: &Direct, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-    // A failure on a kept connection is retried once on a fresh one to the same target:
-    // the upstream may have closed it just as it was taken.
-    let mut stale_retry_left = true;
+    let idempotent = session.req_header().method.is_idempotent();
+    // Set for the one resend after a closed kept connection: the target to use again.
+    let mut resend_to: Option<usize> = None;
+    let mut resent = false;
     let (mut up, mut resp, key, idle_timeout_ms) = loop {
         let picked = {
             let endpoint = ctx.api().and_then(|a| a.endpoint.as_ref()).ok_or_else(|| Error::explain(ErrorType::HTTPStatus(502), "API has no endpoint"))?;
-            let idx = endpoint.select(ctx.tried, now_ms()).ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "every target was tried"))?;
+            let idx = match resend_to {
+                Some(i) => i,
+                None => endpoint.select(ctx.tried, now_ms()).ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "every target was tried"))?,
+            };
             let p = endpoint.targets.get(idx).and_then(prepared).ok_or_else(|| Error::explain(ErrorType::InternalError, "target was not prepared"))?;
             let untried_left = ((ctx.tried | 1 << idx).count_ones() as usize) < endpoint.targets.len();
             (idx, p.peer.clone(), p.reuse_key, endpoint.idle_timeout.as_millis() as u64, endpoint.retries, untried_left)
         };
         let (idx, peer, key, idle_timeout_ms, retries, untried_left) = picked;
-        ctx.tried |= 1 << idx;
-        ctx.attempts += 1;
+        let fresh_only = resend_to.take().is_some();
+        if !fresh_only {
+            ctx.tried |= 1 << idx;
+            ctx.attempts += 1;
+        }
         ctx.target = Some(idx);
 
-        let (stream, reused) = match take(key, now_ms(), idle_timeout_ms) {
-            Some(s) => (s, true),
+        let pooled = if fresh_only { None } else { take(key, now_ms()) };
+        let reused = pooled.is_some();
+        let stream = match pooled {
+            Some(s) => s,
             // Boxed: the connect future (TCP and TLS states) is several KiB, and an unboxed
             // one would make every request's future that big (copied into its box each time).
             None => match Box::pin(direct.connector.new_stream(&peer)).await {
-                Ok(s) => (s, false),
+                Ok(s) => s,
                 Err(e) => {
                     gw.strike(ctx, "connect");
                     // Nothing reached the upstream: another target is safe even for POST.
@@ -179,31 +229,49 @@ pub async fn exchange(gw: &Gateway, direct: &Direct, session: &mut Session, ctx:
         let sent = async {
             up.write_request_header(req).await?;
             let mut resp = up.read_resp_header_parts().await?;
-            // Interim responses (103 Early Hints) are dropped; the final one follows.
+            // Interim responses (100, 103 Early Hints) are dropped; the final one follows.
+            // A 101 to a request that asked for no upgrade is a broken upstream.
             while resp.status.is_informational() {
+                if resp.status == http::StatusCode::SWITCHING_PROTOCOLS {
+                    return Err(Error::explain(ErrorType::InvalidHTTPHeader, "101 to a request without Upgrade"));
+                }
                 resp = up.read_resp_header_parts().await?;
             }
             Ok::<_, Box<Error>>(resp)
         };
-        match sent.await {
+        // While the upstream works, watch the client: one that hangs up ends the exchange
+        // (and frees the upstream connection), as on Pingora's proxy path.
+        let sent = {
+            tokio::pin!(sent);
+            tokio::select! {
+                biased;
+                r = &mut sent => r,
+                gone = session.read_body_or_idle(true) => match gone {
+                    Err(e) => return Err(e.into_down()),
+                    // Bytes of a pipelined next request: leave them, wait for the answer.
+                    Ok(_) => sent.await,
+                },
+            }
+        };
+        match sent {
             Ok(resp) => break (up, resp, key, idle_timeout_ms),
             Err(e) => {
-                if reused && stale_retry_left {
-                    stale_retry_left = false;
-                    ctx.tried &= !(1u64 << idx);
-                    ctx.attempts = ctx.attempts.saturating_sub(1);
+                // Pingora marks "closed before any response byte" on a reused connection.
+                let closed_kept = reused && matches!(e.retry, RetryType::ReusedOnly);
+                if closed_kept && idempotent && !resent {
+                    resent = true;
+                    resend_to = Some(idx);
                     continue;
                 }
-                let timeout = matches!(e.etype(), ErrorType::ReadTimedout | ErrorType::WriteTimedout);
-                gw.strike(ctx, if timeout { "timeout" } else { "error" });
-                // Only requests without a body come here; idempotent ones may go elsewhere.
-                if session.req_header().method.is_idempotent() && ctx.attempts <= retries && untried_left {
-                    continue;
+                if !closed_kept {
+                    let timeout = matches!(e.etype(), ErrorType::ReadTimedout | ErrorType::WriteTimedout);
+                    gw.strike(ctx, if timeout { "timeout" } else { "error" });
                 }
                 return Err(e.into_up());
             }
         }
     };
+    FAMILIES.upstream_fast_path.inc();
 
     // A close-delimited body (no length, no chunking) is re-framed as chunked, so the client
     // connection can stay open (as Pingora's proxy path does).
@@ -220,7 +288,8 @@ pub async fn exchange(gw: &Gateway, direct: &Direct, session: &mut Session, ctx:
             Ok(Some(chunk)) => session.write_response_body(Some(chunk), false).await.map_err(|e| e.into_down())?,
             Ok(None) => break,
             Err(e) => {
-                gw.strike(ctx, "error");
+                let timeout = matches!(e.etype(), ErrorType::ReadTimedout);
+                gw.strike(ctx, if timeout { "timeout" } else { "error" });
                 return Err(e.into_up());
             }
         }
@@ -229,8 +298,7 @@ pub async fn exchange(gw: &Gateway, direct: &Direct, session: &mut Session, ctx:
     // Keep-alive is off until the response's own headers are taken into account.
     up.respect_keepalive();
     if let Some(stream) = up.reuse().await {
-        put(key, stream, now_ms(), idle_timeout_ms, direct.max_idle);
+        put(key, stream, now_ms(), idle_timeout_ms, direct.per_target, direct.total);
     }
     Ok(true)
 }
-

@@ -183,9 +183,10 @@ impl ProxyHttp for Gateway {
         client_reused: bool,
     ) -> Box<Error> {
         let kind = if matches!(e.etype(), ErrorType::ReadTimedout | ErrorType::WriteTimedout) { "timeout" } else { "error" };
-        // A stale pooled connection closed by the upstream is retried by Pingora on a fresh
-        // one and says nothing about the target's health.
-        if !client_reused {
+        // A pooled connection the upstream had closed (Pingora marks the error "retry if
+        // reused") says nothing about the target's health; a timeout on one does.
+        let closed_kept = client_reused && matches!(e.retry, pingora::RetryType::ReusedOnly);
+        if !closed_kept {
             self.strike(ctx, kind);
         }
         let mut e = e.more_context(format!("Peer: {peer}"));

@@ -1,14 +1,65 @@
 //! The direct exchange (`gateway/src/direct.rs`): plain HTTP/1 requests without a body are
 //! proxied by the gateway over its own idle connections. Everything else in the suite also
 //! runs through it (routing, retries, health, timeouts, reloads under load); these tests pin
-//! down what is particular to it: connection reuse, hop-by-hop fields, re-framing of a
-//! close-delimited response, an upstream that closes idle connections, and the switch.
+//! down what is particular to it: that it runs (`gateway_upstream_fast_path_total`),
+//! connection reuse, hop-by-hop fields, re-framing of a close-delimited response, resending
+//! after a closed kept connection (idempotent requests only), timeouts, clients that hang
+//! up, and the switch.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 use common::*;
 use std::io::{Read, Write};
 use std::sync::atomic::Ordering;
+
+/// `gateway_upstream_fast_path_total` from the admin listener's /metrics.
+async fn fast_path_count(gw: &TestGateway) -> u64 {
+    let text = client().get(gw.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    text.lines().find_map(|l| l.strip_prefix("gateway_upstream_fast_path_total ")).map_or(0, |v| v.trim().parse().unwrap())
+}
+
+fn failures(log_metrics: &str) -> Vec<&str> {
+    log_metrics.lines().filter(|l| l.starts_with("gateway_upstream_failures_total{")).collect()
+}
+
+/// A raw HTTP/1.1 upstream run by a script: for the n-th request on a connection (from 0),
+/// `Some(delay)` answers `ok` after `delay`, `None` closes the connection without answering.
+/// Returns its port and how many requests it has read.
+fn scripted_upstream(script: fn(usize) -> Option<std::time::Duration>) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = received.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            let counter = counter.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                for n in 0.. {
+                    let mut got = Vec::new();
+                    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => got.extend_from_slice(&buf[..k]),
+                        }
+                    }
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    match script(n) {
+                        None => return,
+                        Some(delay) => {
+                            std::thread::sleep(delay);
+                            if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (port, received)
+}
 
 fn config(upstream: &str, server: &str) -> String {
     format!(
@@ -43,6 +94,7 @@ async fn sequential_requests_share_one_upstream_connection_and_hop_by_hop_fields
     }
     assert_eq!(up.hits.load(Ordering::SeqCst), 20);
     assert_eq!(up.connections.load(Ordering::SeqCst), 1, "one kept connection served every request");
+    assert_eq!(fast_path_count(&gw).await, 20, "every request took the fast path");
 
     // A client's `Connection: close` ends its own connection, not the upstream one.
     let raw = gw.raw("GET /svc/v1/bye HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
@@ -58,40 +110,69 @@ async fn sequential_requests_share_one_upstream_connection_and_hop_by_hop_fields
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_upstream_that_closes_idle_connections_costs_no_request() {
-    // An upstream that answers one request per connection and then closes it (like a server
-    // whose keep-alive timeout just ran out), while still claiming keep-alive.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = served.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { return };
-            let mut buf = [0u8; 4096];
-            let mut got = Vec::new();
-            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                match s.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => got.extend_from_slice(&buf[..n]),
-                }
-            }
-            counter.fetch_add(1, Ordering::SeqCst);
-            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok");
-            // Give the gateway time to pool the connection, then close it.
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-    });
+async fn a_kept_connection_found_closed_is_resent_once_for_idempotent_requests_only() {
+    // Each connection answers its first request, then reads the next one and hangs up
+    // without answering: the upstream closed a kept connection just as it was reused.
+    let (port, received) = scripted_upstream(|n| (n == 0).then_some(std::time::Duration::ZERO));
     let gw = TestGateway::start(&config(&format!("http://127.0.0.1:{port}"), "server: { threads: 1 }\n"));
     let c = client();
-    for _ in 0..5 {
-        let r = c.get(gw.url("/svc/v1/x")).send().await.unwrap();
-        assert_eq!(r.status(), 200);
-        assert_eq!(r.text().await.unwrap(), "ok");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(served.load(Ordering::SeqCst), 5);
-    assert!(!gw.log().contains("ejected"), "a closed idle connection is not a target failure: {}", gw.log());
+    assert_eq!(c.get(gw.url("/svc/v1/a")).send().await.unwrap().status(), 200);
+    // Reuses the kept connection, which fails; resent on a new one.
+    let r = c.get(gw.url("/svc/v1/b")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "ok");
+    assert_eq!(received.load(Ordering::SeqCst), 3, "first, the lost one, the resend");
+    // A POST without a body is not resent: the upstream may have acted on it.
+    let r = c.post(gw.url("/svc/v1/c")).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["code"], "upstream.error");
+    assert_eq!(received.load(Ordering::SeqCst), 4, "the POST reached the upstream once");
+    let metrics = c.get(gw.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(failures(&metrics).is_empty(), "a closed kept connection is not a target failure: {:?}", failures(&metrics));
+    assert_eq!(fast_path_count(&gw).await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_timeout_after_sending_is_final_and_counted() {
+    // The first request on a connection is answered at once, the next after 2 s.
+    let (port, received) = scripted_upstream(|n| Some(std::time::Duration::from_millis(if n == 0 { 0 } else { 2_000 })));
+    let upstream = format!("http://127.0.0.1:{port}");
+    let cfg = format!(
+        "server: {{ threads: 1 }}\naccess_log: {{ enabled: false }}\nlisteners: [{{ address: \"127.0.0.1:{{port}}\" }}]\nadmin: {{ address: \"127.0.0.1:{{admin}}\" }}\napis:\n  - name: svc\n    context: /svc\n    version: v1\n    endpoint: {{ targets: [{{ url: \"{upstream}\" }}, {{ url: \"{upstream}/\" }}], retries: 1, read_timeout: 300ms }}\n    resources: [{{ path: \"/*\", methods: [ANY] }}]\n"
+    );
+    let gw = TestGateway::start(&cfg);
+    let c = client();
+    assert_eq!(c.get(gw.url("/svc/v1/warm")).send().await.unwrap().status(), 200);
+    let started = std::time::Instant::now();
+    let r = c.post(gw.url("/svc/v1/cancel")).send().await.unwrap();
+    assert_eq!(r.status(), 504);
+    assert!(started.elapsed() < std::time::Duration::from_millis(1_500), "one read_timeout, no resend: {:?}", started.elapsed());
+    // A GET is not sent to the other target after a timeout either. (A new client: the
+    // gateway closes a connection after answering an upstream failure.)
+    let c = client();
+    assert_eq!(c.get(gw.url("/svc/v1/warm-again")).send().await.unwrap().status(), 200);
+    let started = std::time::Instant::now();
+    let r = c.get(gw.url("/svc/v1/slow")).send().await.unwrap();
+    assert_eq!(r.status(), 504);
+    assert!(started.elapsed() < std::time::Duration::from_millis(1_500), "{:?}", started.elapsed());
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // warm, cancel, warm-again, slow: each once.
+    assert_eq!(received.load(Ordering::SeqCst), 4);
+    let metrics = c.get(gw.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("gateway_upstream_failures_total{api=\"svc\",kind=\"timeout\"} 2"), "{:?}", failures(&metrics));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_hangs_up_ends_the_exchange() {
+    let slow = TestUpstream::start_on("slow", 0, std::time::Duration::from_secs(3)).await;
+    let gw = TestGateway::start(&config(&slow.url(), "server: { threads: 1 }\n"));
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+    s.write_all(b"GET /svc/v1/long-poll HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    drop(s);
+    // The access-log line is written when the request ends: right after the hang-up, not
+    // when the upstream would have answered.
+    wait_for("the request to end", std::time::Duration::from_millis(1_500), || gw.access_log().contains("/svc/v1/long-poll"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -139,4 +220,5 @@ async fn the_fast_path_can_be_switched_off() {
     }
     // Pingora's pool reuses the connection too.
     assert_eq!(up.connections.load(Ordering::SeqCst), 1);
+    assert_eq!(fast_path_count(&gw).await, 0, "the switch is off");
 }

@@ -7,7 +7,7 @@
 //! API names from the config, status classes, problem codes; never paths or credentials.
 
 use prometheus::{
-    register_histogram_vec, register_int_counter_vec, register_int_gauge, register_int_gauge_vec, Histogram,
+    register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge, register_int_gauge_vec, Histogram,
     HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
 };
 use std::sync::{LazyLock, OnceLock};
@@ -29,6 +29,7 @@ pub struct Families {
     pub access_log_dropped: IntCounterVec,
     pub jwks_refreshes: IntCounterVec,
     pub jwks_keys: IntGaugeVec,
+    pub upstream_fast_path: IntCounter,
 }
 
 /// `unwrap_or_else(panic)` is deliberate: registration only fails on a duplicate name or a
@@ -95,6 +96,11 @@ pub static FAMILIES: LazyLock<Families> = LazyLock::new(|| Families {
     .expect("register gateway_jwks_refreshes_total"),
     jwks_keys: register_int_gauge_vec!("gateway_jwks_keys", "Usable keys in a key manager's remote JWKS.", &["key_manager"])
         .expect("register gateway_jwks_keys"),
+    upstream_fast_path: register_int_counter!(
+        "gateway_upstream_fast_path_total",
+        "Upstream responses received by the fast path (plain HTTP/1 requests without a body); the rest went through Pingora's proxy loop."
+    )
+    .expect("register gateway_upstream_fast_path_total"),
 });
 
 /// Handles for one API (or for unrouted requests, API `-`), each resolved on first use and
