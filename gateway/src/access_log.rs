@@ -29,7 +29,8 @@ struct Line<'a> {
     status: u16,
     api: Option<&'a str>,
     resource: Option<&'a str>,
-    /// The calling application's id, when a credential named one.
+    /// The calling application's id, when a credential named one (also when it was refused
+    /// with 403: not subscribed, wrong domain, scope or credential type, blocked).
     application: Option<&'a str>,
     upstream: Option<&'a str>,
     attempts: u32,
@@ -78,6 +79,7 @@ impl AccessLog {
                 .principal
                 .as_ref()
                 .and_then(|p| p.application)
+                .or(ctx.refused_application)
                 .and_then(|i| ctx.snapshot.applications.apps.get(i as usize))
                 .map(|a| &*a.id),
             upstream: ctx.target().map(|t| t.url.as_str()),

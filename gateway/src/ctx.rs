@@ -29,6 +29,8 @@ pub struct RequestCtx {
     pub problem: Option<ProblemCode>,
     /// Who is calling, when the resource required a credential.
     pub principal: Option<policies::authn::Principal>,
+    /// The application of a valid credential that was refused (403), for the access log.
+    pub refused_application: Option<u32>,
 }
 
 impl RequestCtx {
@@ -48,6 +50,7 @@ impl RequestCtx {
             upstream_elapsed: None,
             problem: None,
             principal: None,
+            refused_application: None,
         }
     }
 

@@ -113,6 +113,7 @@ impl ProxyHttp for Gateway {
                     match outcome {
                         Ok(principal) => ctx.principal = principal,
                         Err(rejection) => {
+                            ctx.refused_application = rejection.application;
                             respond::reject(session, ctx, rejection).await?;
                             return Ok(true);
                         }

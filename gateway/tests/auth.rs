@@ -139,8 +139,15 @@ async fn bearer_tokens_are_verified_and_stripped() {
     assert_eq!(r.status(), 204);
 
     // The access log names the application and never the token.
-    wait_for("access log", std::time::Duration::from_secs(5), || gw.access_log().contains("\"application\":\"mobile\""));
+    wait_for("access log", std::time::Duration::from_secs(5), || gw.access_log().contains("auth.not_subscribed"));
     assert!(!gw.access_log().contains("eyJ"), "no token in the access log");
+    let lines: Vec<serde_json::Value> = gw.access_log().lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let app_of = |problem: &str| lines.iter().find(|l| l["problem"] == problem).map(|l| l["application"].clone());
+    assert!(lines.iter().any(|l| l["status"] == 200 && l["application"] == "mobile"));
+    // A refused credential of a known application names it; an unknown client has none.
+    assert_eq!(app_of("auth.insufficient_scope"), Some(json!("mobile")));
+    assert_eq!(app_of("auth.not_subscribed"), Some(serde_json::Value::Null));
+    assert_eq!(app_of("auth.credentials_missing").or(app_of("auth.invalid_token")), Some(serde_json::Value::Null));
 }
 
 fn b64(v: &[u8]) -> String {

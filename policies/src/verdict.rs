@@ -181,11 +181,13 @@ pub struct Rejection {
     pub detail: Cow<'static, str>,
     /// Extra response headers (`Allow`, `Retry-After`, `WWW-Authenticate`...).
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The application whose valid credential was refused (403s), for the access log.
+    pub application: Option<u32>,
 }
 
 impl Rejection {
     pub fn new(code: ProblemCode, detail: impl Into<Cow<'static, str>>) -> Self {
-        Self { code, detail: detail.into(), headers: Vec::new() }
+        Self { code, detail: detail.into(), headers: Vec::new(), application: None }
     }
 
     pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {

@@ -142,7 +142,7 @@ pub fn authenticate(cx: &AuthContext<'_>, parts: &Parts, now: u64) -> Result<Aut
         }
         Credential::ApiKey(key) => from_api_key(cx, key).ok_or_else(|| invalid(realm, ProblemCode::AuthInvalidApiKey, "the API key is not valid"))?,
     };
-    authorize(cx, parts, &mut principal)?;
+    authorize(cx, parts, &mut principal).map_err(|r| Rejection { application: principal.application, ..r })?;
     Ok(AuthStep::Done(principal))
 }
 
@@ -151,7 +151,7 @@ pub fn complete_introspection(cx: &AuthContext<'_>, parts: &Parts, result: &intr
     match result {
         introspect::IntrospectionResult::Active(claims) => {
             let mut principal = principal_from_claims(cx, claims);
-            authorize(cx, parts, &mut principal)?;
+            authorize(cx, parts, &mut principal).map_err(|r| Rejection { application: principal.application, ..r })?;
             Ok(principal)
         }
         introspect::IntrospectionResult::Inactive => Err(invalid(cx.api_name, ProblemCode::AuthInvalidToken, "the token is not active")),
