@@ -222,3 +222,75 @@ async fn the_fast_path_can_be_switched_off() {
     assert_eq!(up.connections.load(Ordering::SeqCst), 1);
     assert_eq!(fast_path_count(&gw).await, 0, "the switch is off");
 }
+
+/// A raw upstream that answers every request with `body`, framed by Content-Length or, when
+/// `chunked`, in 16 KiB chunks; keep-alive.
+fn bulk_upstream(body: std::sync::Arc<Vec<u8>>, chunked: bool) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            let body = body.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                loop {
+                    let mut got = Vec::new();
+                    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => got.extend_from_slice(&buf[..k]),
+                        }
+                    }
+                    let head_only = got.starts_with(b"HEAD ");
+                    let mut out = Vec::new();
+                    if chunked {
+                        out.extend_from_slice(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+                        if !head_only {
+                            for c in body.chunks(16 * 1024) {
+                                out.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+                                out.extend_from_slice(c);
+                                out.extend_from_slice(b"\r\n");
+                            }
+                            out.extend_from_slice(b"0\r\n\r\n");
+                        }
+                    } else {
+                        out.extend_from_slice(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes());
+                        if !head_only {
+                            out.extend_from_slice(&body);
+                        }
+                    }
+                    if s.write_all(&out).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_bodies_stream_through_intact_and_head_gets_none() {
+    // 3 MiB of a pattern that a dropped, repeated or reordered chunk would break.
+    let body: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8 ^ (i >> 16) as u8).collect();
+    let body = std::sync::Arc::new(body);
+    for chunked in [false, true] {
+        let port = bulk_upstream(body.clone(), chunked);
+        let gw = TestGateway::start(&config(&format!("http://127.0.0.1:{port}"), "server: { threads: 1 }\n"));
+        let c = client();
+        for _ in 0..3 {
+            let r = c.get(gw.url("/svc/v1/big")).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            let got = r.bytes().await.unwrap();
+            assert_eq!(got.len(), body.len(), "chunked={chunked}");
+            assert!(got[..] == body[..], "chunked={chunked}: the body changed on the way");
+        }
+        let r = c.head(gw.url("/svc/v1/big")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.bytes().await.unwrap().is_empty());
+        // HEAD and the GETs kept one upstream connection going: the next GET still works.
+        assert_eq!(c.get(gw.url("/svc/v1/big")).send().await.unwrap().bytes().await.unwrap().len(), body.len());
+        assert_eq!(fast_path_count(&gw).await, 5, "chunked={chunked}");
+    }
+}
