@@ -15,9 +15,14 @@
 //! error answers (`fail_to_proxy`) and logging. Requests with a body, upgrades, HTTP/2
 //! clients and TLS targets take Pingora's path, which also streams bodies both ways at once.
 //!
-//! Idle connections: at most [`MAX_IDLE`] per target per worker thread, none older than the
-//! endpoint's `idle_timeout`. One that the upstream closed is found and dropped when next
-//! taken (a non-blocking read sees EOF), or when the stack turns over.
+//! Idle connections: at most [`MAX_IDLE`] per target and `server.upstream_keepalive_pool` in
+//! all per worker thread, none older than the endpoint's `idle_timeout`. One that the
+//! upstream closed is found and dropped when next taken (a non-blocking read sees EOF), or by
+//! the sweep a thread makes about once a second when it returns a connection.
+//!
+//! Also as on the proxy path: the client is watched while the upstream works (a hang-up ends
+//! the exchange), and only an idempotent request whose kept connection was found closed is
+//! sent again.
 
 use crate::ctx::RequestCtx;
 use crate::proxy::Gateway;
