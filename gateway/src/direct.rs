@@ -221,7 +221,7 @@ pub async fn exchange(gw: &Gateway, direct: &Direct, session: &mut Session, ctx:
                     if ctx.attempts <= retries && untried_left {
                         continue;
                     }
-                    return Err(e.into_up());
+                    return Err(e.more_context(format!("Peer: {peer}")).into_up());
                 }
             },
         };
@@ -272,7 +272,7 @@ pub async fn exchange(gw: &Gateway, direct: &Direct, session: &mut Session, ctx:
                     let timeout = matches!(e.etype(), ErrorType::ReadTimedout | ErrorType::WriteTimedout);
                     gw.strike(ctx, if timeout { "timeout" } else { "error" });
                 }
-                return Err(e.into_up());
+                return Err(e.more_context(format!("Peer: {peer}")).into_up());
             }
         }
     };
