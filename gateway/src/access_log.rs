@@ -4,7 +4,7 @@
 //! slowing traffic down. The query string is never logged: it often carries credentials.
 
 use crate::ctx::RequestCtx;
-use pingora::proxy::Session;
+use std::net::IpAddr;
 use policies::config::AccessLogSpec;
 use policies::metrics::FAMILIES;
 use serde::Serialize;
@@ -15,6 +15,17 @@ use std::time::{Duration, SystemTime};
 #[derive(Clone)]
 pub struct AccessLog {
     tx: SyncSender<Vec<u8>>,
+}
+
+/// What the log says of the request itself, from whichever side served it.
+pub struct RequestFacts<'a> {
+    pub method: &'a str,
+    pub host: &'a str,
+    pub path: &'a str,
+    pub client: Option<IpAddr>,
+    pub http: &'static str,
+    /// Response body bytes written to the client.
+    pub bytes_sent: usize,
 }
 
 #[derive(Serialize)]
@@ -55,23 +66,17 @@ impl AccessLog {
         Ok(AccessLog { tx })
     }
 
-    pub fn record(&self, session: &Session, ctx: &RequestCtx, status: u16, elapsed: Duration) {
-        let req = session.req_header();
+    pub fn record(&self, req: &RequestFacts<'_>, ctx: &RequestCtx, status: u16, elapsed: Duration) {
         let api = ctx.api();
         let resource = ctx.resource.and_then(|r| api?.resource(r)).map(|r| r.path.as_str());
         let line = Line {
             ts: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
             request_id: ctx.request_id.to_str().unwrap_or(""),
-            client: session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string()),
-            method: req.method.as_str(),
-            host: req
-                .headers
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .or_else(|| req.uri.authority().map(|a| a.as_str()))
-                .unwrap_or(""),
-            path: req.uri.path(),
-            http: if session.is_http2() { "2" } else { "1.1" },
+            client: req.client.map(|a| a.to_string()),
+            method: req.method,
+            host: req.host,
+            path: req.path,
+            http: req.http,
             status,
             api: api.map(|a| &*a.name),
             resource,
@@ -86,7 +91,7 @@ impl AccessLog {
             attempts: ctx.attempts,
             duration_ms: elapsed.as_secs_f64() * 1000.0,
             upstream_ms: ctx.upstream_elapsed.map(|d| d.as_secs_f64() * 1000.0),
-            bytes_sent: session.body_bytes_sent(),
+            bytes_sent: req.bytes_sent,
             problem: ctx.problem.map(|p| p.as_str()),
         };
         let Ok(mut bytes) = serde_json::to_vec(&line) else { return };

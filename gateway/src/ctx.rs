@@ -58,6 +58,20 @@ impl RequestCtx {
         self.api.and_then(|i| self.snapshot.api(i))
     }
 
+    /// The upstream's response head arrived: upstream latency and a passive health success.
+    pub fn upstream_answered(&mut self) {
+        if let Some(sent) = self.upstream_sent {
+            let elapsed = sent.elapsed();
+            self.upstream_elapsed = Some(elapsed);
+            if let Some(api) = self.api() {
+                api.metrics.observe_upstream(elapsed.as_secs_f64());
+            }
+        }
+        if let Some(t) = self.target() {
+            t.health.record_success();
+        }
+    }
+
     pub fn target(&self) -> Option<&policies::upstream::Target> {
         let endpoint = self.api()?.endpoint.as_ref()?;
         endpoint.targets.get(self.target?)

@@ -18,6 +18,7 @@
 //! | `request_id` | accepts or generates `X-Request-Id` |
 
 pub mod access_log;
+pub mod admit;
 pub mod cli;
 pub mod control_plane;
 pub mod ctx;

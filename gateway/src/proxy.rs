@@ -13,7 +13,8 @@
 //! | `fail_to_proxy` | Pingora error → `ProblemCode` → problem+json via `respond` |
 //! | `logging` | metrics and the access-log line, for every request including local replies |
 
-use crate::access_log::AccessLog;
+use crate::access_log::{AccessLog, RequestFacts};
+use crate::admit::{self, admit, after_introspection, unix_now, Admission, Combine};
 use crate::ctx::RequestCtx;
 use crate::respond;
 use crate::upstream::prepared;
@@ -26,17 +27,14 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 use policies::metrics::FAMILIES;
 use policies::authn::introspect::IntrospectionResult;
-use policies::authn::{bearer_token, AuthStep};
-use policies::route::normalize;
-use policies::snapshot::Action;
+use policies::authn::bearer_token;
 use policies::state::now_ms;
 use policies::{ProblemCode, Rejection};
-use std::borrow::Cow;
+use http::request::Parts;
 use std::sync::Arc;
 use std::time::Instant;
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 // Header names added upstream and downstream are given to Pingora as static strings: its
 // case-preserving header map then stores them without copying (a `HeaderName` of a
@@ -46,13 +44,36 @@ const X_FORWARDED_FOR_CASE: &str = "X-Forwarded-For";
 const X_FORWARDED_PROTO_CASE: &str = "X-Forwarded-Proto";
 const X_FORWARDED_HOST_CASE: &str = "X-Forwarded-Host";
 
-pub struct Gateway {
+/// The gateway's shared state; cheap to clone (the HTTP/1 fast lane holds one beside
+/// Pingora's proxy app).
+#[derive(Clone)]
+pub struct Gateway(Arc<GatewayState>);
+
+pub struct GatewayState {
     pub store: Arc<Store>,
     pub access_log: Option<AccessLog>,
     pub introspection: crate::introspect::IntrospectionClient,
     /// The direct exchange for plain requests (`server.upstream_fast_path`); `None`: every
     /// request takes Pingora's proxy path.
     pub direct: Option<crate::direct::Direct>,
+}
+
+impl Gateway {
+    pub fn new(state: GatewayState) -> Self {
+        Gateway(Arc::new(state))
+    }
+}
+
+impl std::ops::Deref for Gateway {
+    type Target = GatewayState;
+    fn deref(&self) -> &GatewayState {
+        &self.0
+    }
+}
+
+/// The request head as the policies read it.
+pub(crate) fn head(session: &Session) -> &Parts {
+    session.req_header()
 }
 
 #[async_trait]
@@ -69,81 +90,44 @@ impl ProxyHttp for Gateway {
     fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        ctx.request_id = crate::request_id::for_request(session.req_header().headers.get(&X_REQUEST_ID));
-        let req = session.req_header();
-        let path = match normalize(req.uri.path()) {
-            Ok(p) => p,
-            Err(e) => {
-                respond::reject(session, ctx, Rejection::new(ProblemCode::BadPath, e.to_string())).await?;
-                return Ok(true);
-            }
-        };
-        let planned = ctx.snapshot.plan(req, &path);
-        let owned_path = match path {
-            Cow::Owned(p) => Some(p),
-            Cow::Borrowed(_) => None,
-        };
-        match planned {
-            Err(refusal) => {
-                ctx.api = refusal.api;
-                respond::reject(session, ctx, refusal.rejection).await?;
+        ctx.request_id = crate::request_id::for_request(session.req_header().headers.get(&X_REQUEST_ID).map(HeaderValue::as_bytes));
+        let mut admission = admit(ctx, head(session), session.req_header().uri.path());
+        if let Admission::Introspect { plan, introspector } = admission {
+            // The one asynchronous step of authentication: ask the IdP.
+            let snapshot = ctx.snapshot.clone();
+            let token = bearer_token(head(session)).unwrap_or("").to_string();
+            let result = match snapshot.introspectors.get(introspector as usize) {
+                Some(intro) => self.introspection.introspect(intro, &token, unix_now()).await,
+                None => IntrospectionResult::Unavailable("introspector missing".into()),
+            };
+            admission = after_introspection(ctx, head(session), plan, &result);
+        }
+        match admission {
+            Admission::Proxy => match &self.direct {
+                Some(direct) if crate::direct::eligible(session, ctx) => crate::direct::exchange(self, direct, session, ctx).await,
+                _ => Ok(false),
+            },
+            Admission::Reject(rejection) => {
+                respond::reject(session, ctx, rejection).await?;
                 Ok(true)
             }
-            Ok(plan) => {
-                ctx.api = Some(plan.api);
-                ctx.resource = plan.resource;
-                if !matches!(plan.action, Action::Preflight(_)) {
-                    let now = unix_now();
-                    let step = ctx.snapshot.authenticate(req, &plan, now);
-                    let outcome = match step {
-                        Ok(None) => Ok(None),
-                        Ok(Some(AuthStep::Done(p))) => Ok(Some(p)),
-                        Ok(Some(AuthStep::Introspect { introspector })) => {
-                            // The one asynchronous step of authentication: ask the IdP.
-                            let snapshot = ctx.snapshot.clone();
-                            let token = bearer_token(session.req_header()).unwrap_or("").to_string();
-                            let result = match snapshot.introspectors.get(introspector as usize) {
-                                Some(intro) => self.introspection.introspect(intro, &token, now).await,
-                                None => IntrospectionResult::Unavailable("introspector missing".into()),
-                            };
-                            snapshot.complete_introspection(session.req_header(), &plan, &result)
-                        }
-                        Err(r) => Err(r),
-                    };
-                    match outcome {
-                        Ok(principal) => ctx.principal = principal,
-                        Err(rejection) => {
-                            ctx.refused_application = rejection.application;
-                            respond::reject(session, ctx, rejection).await?;
-                            return Ok(true);
-                        }
-                    }
+            Admission::Preflight(headers) => {
+                respond::preflight(session, ctx, headers).await?;
+                Ok(true)
+            }
+            Admission::Mock => {
+                let snapshot = ctx.snapshot.clone();
+                let mock = ctx.api.zip(ctx.resource).and_then(|(a, r)| snapshot.api(a)?.resource(r)?.mock.as_ref());
+                match mock {
+                    Some(mock) => respond::mock(session, ctx, mock).await?,
+                    None => respond::reject(session, ctx, Rejection::new(ProblemCode::Internal, "mock missing")).await?,
                 }
-                match plan.action {
-                    Action::Proxy => {
-                        ctx.normalized_path = owned_path;
-                        ctx.plan = Some(plan);
-                        match &self.direct {
-                            Some(direct) if crate::direct::eligible(session, ctx) => crate::direct::exchange(self, direct, session, ctx).await,
-                            _ => Ok(false),
-                        }
-                    }
-                    Action::Preflight(headers) => {
-                        respond::preflight(session, ctx, headers).await?;
-                        Ok(true)
-                    }
-                    Action::Mock => {
-                        let snapshot = ctx.snapshot.clone();
-                        let mock = plan
-                            .resource
-                            .and_then(|r| snapshot.api(plan.api)?.resource(r)?.mock.as_ref());
-                        match mock {
-                            Some(mock) => respond::mock(session, ctx, mock).await?,
-                            None => respond::reject(session, ctx, Rejection::new(ProblemCode::Internal, "mock missing")).await?,
-                        }
-                        Ok(true)
-                    }
-                }
+                Ok(true)
+            }
+            // Introspection happened above; a second round is never asked for.
+            Admission::Introspect { .. } => {
+                respond::reject(session, ctx, Rejection::new(ProblemCode::Internal, "introspection did not finish")).await?;
+                Ok(true)
             }
         }
     }
@@ -208,120 +192,63 @@ impl ProxyHttp for Gateway {
     }
 
     async fn upstream_request_filter(&self, session: &mut Session, up: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
-        let (Some(api), Some(plan), Some(target)) = (ctx.api(), ctx.plan.as_ref(), ctx.target()) else {
-            return Ok(());
+        let client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        let req = session.req_header();
+        let authority = req.uri.authority().map(|a| a.as_str().as_bytes());
+        let edits = match admit::upstream_edits(ctx, head(session), up.uri.path(), up.uri.query(), authority, client_ip, tls) {
+            Ok(e) => e,
+            // Nothing planned (cannot happen for a proxied request): forward as is.
+            Err(_) => return Ok(()),
         };
-        let endpoint_preserve_host = api.endpoint.as_ref().is_some_and(|e| e.preserve_host);
-
-        // Path: the normalised one, minus context and version, under the target's base path.
-        let full = ctx.normalized_path.as_deref().unwrap_or(up.uri.path());
-        let rest = if api.strip_context { &full[plan.rest_start..] } else { full };
-        // An API key sent as a query parameter is removed before forwarding (unless the API
-        // forwards credentials), like the Authorization header below.
-        let strip_query_key = api.auth.as_ref().filter(|a| !a.forward_credentials).and_then(|a| a.api_key_query.as_deref());
-        let query_has_key = strip_query_key.is_some_and(|k| up.uri.query().is_some_and(|q| q.split('&').any(|p| p.split('=').next() == Some(k))));
-        let rewritten = ctx.normalized_path.is_some() || api.strip_context || !target.base_path.is_empty() || query_has_key;
-        if rewritten {
-            let mut p = String::with_capacity(target.base_path.len() + rest.len() + 1 + up.uri.query().map_or(0, |q| q.len() + 1));
-            p.push_str(&target.base_path);
-            if rest.is_empty() {
-                p.push('/');
-            } else {
-                p.push_str(rest);
-            }
-            if let Some(q) = up.uri.query() {
-                let mut first = true;
-                for pair in q.split('&').filter(|pair| !query_has_key || pair.split('=').next() != strip_query_key) {
-                    p.push(if first { '?' } else { '&' });
-                    p.push_str(pair);
-                    first = false;
-                }
-            }
-            let uri = http::Uri::try_from(p).map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "rewritten path", e))?;
+        if let Some(target) = &edits.target {
+            let uri = http::Uri::try_from(target.as_str()).map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "rewritten path", e))?;
             up.set_uri(uri);
         }
-
-        let original_host = session.req_header().headers.get(header::HOST).cloned().or_else(|| {
-            session.req_header().uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        });
-        if let Some(host) = &original_host {
-            up.insert_header(X_FORWARDED_HOST_CASE, host.clone())?;
+        for name in edits.remove.iter().flatten() {
+            up.remove_header(*name);
         }
-        if !endpoint_preserve_host {
-            up.insert_header(header::HOST, target.authority.clone())?;
-        } else if let Some(host) = original_host {
+        up.remove_header(X_FORWARDED_HOST_CASE);
+        if let Some(host) = edits.forwarded_host.and_then(|h| HeaderValue::from_bytes(h).ok()) {
+            up.insert_header(X_FORWARDED_HOST_CASE, host)?;
+        }
+        if let Some(host) = edits.host.clone() {
             up.insert_header(header::HOST, host)?;
         }
-        if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
-            let mut xff = String::with_capacity(48);
-            if let Some(prev) = up.headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-                xff.push_str(prev);
-                xff.push_str(", ");
-            }
-            let _ = std::fmt::Write::write_fmt(&mut xff, format_args!("{}", addr.ip()));
-            up.insert_header(X_FORWARDED_FOR_CASE, xff)?;
-        }
-        if let Some(auth) = api.auth.as_ref().filter(|a| !a.forward_credentials) {
-            up.remove_header(&header::AUTHORIZATION);
-            if let Some(name) = &auth.api_key_header {
-                up.remove_header(name);
+        if edits.client_ip.is_some() {
+            let mut xff = Vec::with_capacity(48);
+            edits.forwarded_for(&mut xff);
+            if let Ok(v) = HeaderValue::from_bytes(&xff) {
+                up.insert_header(X_FORWARDED_FOR_CASE, v)?;
             }
         }
-        if let Some(bj) = &ctx.snapshot.backend_jwt {
-            // Only the gateway may set this header: a client's copy never reaches a backend.
-            up.remove_header(&bj.header);
-            if let (Some(p), true) = (&ctx.principal, api.auth.as_ref().is_some_and(|a| a.backend_jwt)) {
-                let app = p.application.and_then(|i| ctx.snapshot.applications.apps.get(i as usize)).map(|a| &a.id);
-                if let Some(v) = bj.assertion(&api.name, app, p, unix_now()) {
-                    up.insert_header(bj.header.clone(), v)?;
-                }
-            }
+        if let Some((name, value)) = edits.backend_jwt {
+            up.insert_header(name, value)?;
         }
-        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-        up.insert_header(X_FORWARDED_PROTO_CASE, HeaderValue::from_static(if tls { "https" } else { "http" }))?;
+        up.insert_header(X_FORWARDED_PROTO_CASE, HeaderValue::from_static(edits.proto))?;
         up.insert_header(X_REQUEST_ID_CASE, ctx.request_id.clone())?;
         ctx.upstream_sent = Some(Instant::now());
         Ok(())
     }
 
     async fn upstream_response_filter(&self, _session: &mut Session, _resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
-        if let Some(sent) = ctx.upstream_sent {
-            let elapsed = sent.elapsed();
-            ctx.upstream_elapsed = Some(elapsed);
-            if let Some(api) = ctx.api() {
-                api.metrics.observe_upstream(elapsed.as_secs_f64());
-            }
-        }
-        if let Some(t) = ctx.target() {
-            t.health.record_success();
-        }
+        ctx.upstream_answered();
         Ok(())
     }
 
     async fn response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
         resp.insert_header(X_REQUEST_ID_CASE, ctx.request_id.clone())?;
-        if let Some(api) = ctx.api() {
-            for (name, value) in &api.lifecycle.headers {
-                // The upstream may send its own Link headers (pagination): add ours beside them.
-                if *name == header::LINK {
-                    resp.append_header(name.clone(), value.clone())?;
-                } else {
-                    resp.insert_header(name.clone(), value.clone())?;
-                }
+        let mut result = Ok(());
+        admit::response_edits(ctx, head(session), |name, value, how| {
+            let r = match how {
+                Combine::Insert => resp.insert_header(name.clone(), value.clone()),
+                Combine::Append => resp.append_header(name.clone(), value.clone()).map(|_| ()),
+            };
+            if r.is_err() {
+                result = r;
             }
-            // The gateway is the CORS authority for APIs with `cors:`: its headers replace the
-            // upstream's, except Vary, which lists every reason the response varies.
-            if let Some(cors) = &api.cors {
-                for (name, value) in cors.response_headers(session.req_header()) {
-                    if name == header::VARY {
-                        resp.append_header(name, value)?;
-                    } else {
-                        resp.insert_header(name, value)?;
-                    }
-                }
-            }
-        }
-        Ok(())
+        });
+        result
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
@@ -342,17 +269,32 @@ impl ProxyHttp for Gateway {
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        self.finish(ctx, status, || {
+            let req = session.req_header();
+            RequestFacts {
+                method: req.method.as_str(),
+                host: req.headers.get(header::HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri.authority().map(|a| a.as_str())).unwrap_or(""),
+                path: req.uri.path(),
+                client: session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()),
+                http: if session.is_http2() { "2" } else { "1.1" },
+                bytes_sent: session.body_bytes_sent(),
+            }
+        });
+    }
+}
+
+impl Gateway {
+    /// Counts and logs a finished request (every request, local replies included).
+    pub(crate) fn finish<'a>(&self, ctx: &'a RequestCtx, status: u16, facts: impl FnOnce() -> RequestFacts<'a>) {
         let elapsed = ctx.started.elapsed();
         let metrics = ctx.api().map_or(&ctx.snapshot.unrouted_metrics, |a| &a.metrics);
         metrics.count(status);
         metrics.observe_duration(elapsed.as_secs_f64());
         if let Some(log) = &self.access_log {
-            log.record(session, ctx, status, elapsed);
+            log.record(&facts(), ctx, status, elapsed);
         }
     }
-}
 
-impl Gateway {
     /// A failed attempt on the current target: passive-health strike and a metric.
     pub(crate) fn strike(&self, ctx: &RequestCtx, kind: &str) {
         let (Some(api), Some(target)) = (ctx.api(), ctx.target()) else { return };
@@ -365,10 +307,6 @@ impl Gateway {
     }
 }
 
-/// Seconds since the Unix epoch: the clock of token expiry checks.
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
 
 /// Maps a Pingora error to the problem answered to the client; `None` when the client
 /// connection is already dead.

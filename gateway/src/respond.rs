@@ -113,7 +113,7 @@ async fn send(session: &mut Session, ctx: &mut RequestCtx, mut resp: ResponseHea
         // headers so a browser can read the error.
         if let Some(cors) = &api.cors {
             if !resp.headers.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN) {
-                for (name, value) in cors.response_headers(session.req_header()) {
+                for (name, value) in cors.response_headers(crate::proxy::head(session)) {
                     resp.append_header(name, value)?;
                 }
             }

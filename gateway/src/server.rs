@@ -4,7 +4,7 @@
 use crate::access_log::AccessLog;
 use crate::control_plane::ControlPlane;
 use crate::health::HealthChecker;
-use crate::proxy::Gateway;
+use crate::proxy::{Gateway, GatewayState};
 use control_api::{AdminState, AdminToken, Store};
 use pingora::listeners::tls::TlsSettings;
 use pingora::prelude::{background_service, Server};
@@ -91,7 +91,7 @@ pub fn run(config: &Path) -> ExitCode {
     }
 
     let direct = process.server.upstream_fast_path.then(|| crate::direct::Direct::new(process.server.upstream_keepalive_pool));
-    let gateway = Gateway { store: store.clone(), access_log, introspection: Default::default(), direct };
+    let gateway = Gateway::new(GatewayState { store: store.clone(), access_log, introspection: Default::default(), direct });
     let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "gateway");
     for l in &process.listeners {
         match &l.tls {

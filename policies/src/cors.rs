@@ -11,7 +11,7 @@ use crate::config::CorsSpec;
 use crate::route::MethodSet;
 use crate::verdict::{ProblemCode, Rejection};
 use http::header::{self, HeaderName, HeaderValue};
-use http::request::Parts;
+use crate::request::RequestHead;
 
 pub type CorsHeaders = Vec<(HeaderName, HeaderValue)>;
 
@@ -101,40 +101,39 @@ impl Cors {
     }
 
     /// A CORS preflight: `OPTIONS` with both `Origin` and `Access-Control-Request-Method`.
-    pub fn is_preflight(parts: &Parts) -> bool {
-        parts.method == http::Method::OPTIONS
-            && parts.headers.contains_key(header::ORIGIN)
-            && parts.headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+    pub fn is_preflight(req: &dyn RequestHead) -> bool {
+        *req.method() == http::Method::OPTIONS
+            && req.header("origin").is_some()
+            && req.header("access-control-request-method").is_some()
     }
 
-    fn origin_allowed(&self, origin: &HeaderValue) -> bool {
+    fn origin_allowed(&self, origin: &[u8]) -> bool {
         if self.any_origin {
             return true;
         }
-        let Ok(o) = origin.to_str() else { return false };
+        let Some(o) = crate::request::visible_ascii(origin) else { return false };
         self.origins.iter().any(|a| a.eq_ignore_ascii_case(o))
     }
 
-    fn allow_origin_value(&self, origin: &HeaderValue) -> HeaderValue {
+    /// `*`, or the request's own (allowed, so well-formed) origin.
+    fn allow_origin_value(&self, origin: &[u8]) -> HeaderValue {
         if self.any_origin && !self.credentials {
             HeaderValue::from_static("*")
         } else {
-            origin.clone()
+            HeaderValue::from_bytes(origin).unwrap_or(HeaderValue::from_static("null"))
         }
     }
 
     /// Answers a preflight: the headers of a 204, or a rejection saying what is not allowed.
-    pub fn preflight(&self, parts: &Parts) -> Result<CorsHeaders, Rejection> {
+    pub fn preflight(&self, req: &dyn RequestHead) -> Result<CorsHeaders, Rejection> {
         let vary = (header::VARY, HeaderValue::from_static(VARY_PREFLIGHT));
-        let origin = parts.headers.get(header::ORIGIN).cloned().unwrap_or(HeaderValue::from_static(""));
-        if !self.origin_allowed(&origin) {
+        let origin = req.header("origin").unwrap_or(b"");
+        if !self.origin_allowed(origin) {
             return Err(Rejection::new(ProblemCode::CorsOriginNotAllowed, "this origin may not call this API from a browser")
                 .with_header(vary.0, vary.1));
         }
-        let method_ok = parts
-            .headers
-            .get(header::ACCESS_CONTROL_REQUEST_METHOD)
-            .and_then(|v| v.to_str().ok())
+        let method_ok = req
+            .header_str("access-control-request-method")
             .and_then(|m| http::Method::from_bytes(m.as_bytes()).ok())
             .and_then(|m| MethodSet::bit(&m))
             .is_some_and(|bit| self.methods.contains(bit));
@@ -145,10 +144,10 @@ impl Cors {
             )
             .with_header(vary.0, vary.1));
         }
-        let requested = parts.headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS);
-        if let Some(req) = requested {
+        let requested = req.header("access-control-request-headers");
+        if let Some(list) = requested {
             let ok = self.any_header
-                || req.to_str().is_ok_and(|list| {
+                || crate::request::visible_ascii(list).is_some_and(|list| {
                     list.split(',').map(str::trim).filter(|h| !h.is_empty()).all(|h| self.headers.iter().any(|a| a.eq_ignore_ascii_case(h)))
                 });
             if !ok {
@@ -157,11 +156,11 @@ impl Cors {
             }
         }
         let mut out = CorsHeaders::new();
-        out.push((header::ACCESS_CONTROL_ALLOW_ORIGIN, self.allow_origin_value(&origin)));
+        out.push((header::ACCESS_CONTROL_ALLOW_ORIGIN, self.allow_origin_value(origin)));
         out.push((header::ACCESS_CONTROL_ALLOW_METHODS, self.methods_value.clone()));
-        if let Some(req) = requested {
+        if let Some(list) = requested.and_then(|l| HeaderValue::from_bytes(l).ok()) {
             // Echoing the (checked) request list is what the Fetch standard expects.
-            out.push((header::ACCESS_CONTROL_ALLOW_HEADERS, req.clone()));
+            out.push((header::ACCESS_CONTROL_ALLOW_HEADERS, list));
         }
         if self.credentials {
             out.push((header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true")));
@@ -175,9 +174,9 @@ impl Cors {
 
     /// Headers for an actual (non-preflight) response, when the request has an allowed
     /// `Origin`. Empty otherwise.
-    pub fn response_headers(&self, parts: &Parts) -> CorsHeaders {
+    pub fn response_headers(&self, req: &dyn RequestHead) -> CorsHeaders {
         let mut out = CorsHeaders::new();
-        let Some(origin) = parts.headers.get(header::ORIGIN) else { return out };
+        let Some(origin) = req.header("origin") else { return out };
         if !self.origin_allowed(origin) {
             return out;
         }
@@ -204,6 +203,7 @@ fn is_origin(o: &str) -> bool {
 mod tests {
     use super::*;
     use crate::config::HumanDuration;
+    use http::request::Parts;
 
     fn spec() -> CorsSpec {
         CorsSpec {

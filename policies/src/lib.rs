@@ -1,8 +1,9 @@
 //! The gateway's brain, without the network: the config schema, the compiler from a config
 //! file to an immutable [`Snapshot`], the route table and every request policy.
 //!
-//! Nothing here imports Pingora. Policies see a request as `&http::request::Parts` (which
-//! Pingora's `RequestHeader` derefs to) plus a normalised path, and answer with a value
+//! Nothing here imports Pingora. Policies see a request as a [`request::RequestHead`] (method,
+//! query, header fields by name: `http::request::Parts` or the gateway's fast-lane view) plus a
+//! normalised path, and answer with a value
 //! ([`Verdict`]), so each one is testable without sockets.
 //!
 //! ```text
@@ -23,6 +24,7 @@ pub mod error;
 pub mod lifecycle;
 pub mod metrics;
 pub mod mock;
+pub mod request;
 pub mod route;
 pub mod snapshot;
 pub mod state;
@@ -32,5 +34,6 @@ pub mod verdict;
 pub use compile::compile;
 pub use config::{parse, Format, GatewaySpec};
 pub use error::ConfigError;
+pub use request::RequestHead;
 pub use snapshot::Snapshot;
 pub use verdict::{ProblemCode, Rejection, Verdict};

@@ -13,7 +13,7 @@ use crate::route::table::Bindings;
 use crate::route::{MethodSet, ResourceMatch, ResourceTable, RouteTable};
 use crate::upstream::Endpoint;
 use crate::verdict::{ProblemCode, Rejection};
-use http::request::Parts;
+use crate::request::RequestHead;
 use http::HeaderValue;
 use std::sync::Arc;
 
@@ -105,7 +105,7 @@ pub struct Refusal {
 impl Snapshot {
     /// Routes a request and runs the request-head policies in DESIGN's order: route →
     /// lifecycle → CORS preflight → resource and verb. `path` must be normalised.
-    pub fn plan(&self, parts: &Parts, path: &str) -> Result<Plan, Refusal> {
+    pub fn plan(&self, req: &dyn RequestHead, path: &str) -> Result<Plan, Refusal> {
         let Some(route) = self.routes.lookup(path) else {
             return Err(Refusal { api: None, rejection: Rejection::new(ProblemCode::RouteNotFound, "no API serves this path") });
         };
@@ -119,8 +119,8 @@ impl Snapshot {
         }
         let rest = &path[route.rest_start..];
         if let Some(cors) = &api.cors {
-            if Cors::is_preflight(parts) && api.table.matches_path(rest) {
-                return match cors.preflight(parts) {
+            if Cors::is_preflight(req) && api.table.matches_path(rest) {
+                return match cors.preflight(req) {
                     Ok(headers) => Ok(Plan {
                         api: api_idx,
                         resource: None,
@@ -132,7 +132,7 @@ impl Snapshot {
                 };
             }
         }
-        match api.table.find(rest, route.rest_start, MethodSet::bit(&parts.method)) {
+        match api.table.find(rest, route.rest_start, MethodSet::bit(req.method())) {
             ResourceMatch::Found { resource, bindings } => {
                 let has_mock = api.resources.get(resource as usize).is_some_and(|r| r.mock.is_some());
                 Ok(Plan {
@@ -156,17 +156,17 @@ impl Snapshot {
 
     /// Authenticates and authorizes a planned request. `Ok(None)`: no credential needed
     /// (open API, `auth: none` resource, prototyped API, or a preflight).
-    pub fn authenticate(&self, parts: &Parts, plan: &Plan, now_unix: u64) -> Result<Option<AuthStep>, Rejection> {
+    pub fn authenticate(&self, req: &dyn RequestHead, plan: &Plan, now_unix: u64) -> Result<Option<AuthStep>, Rejection> {
         match self.auth_context(plan) {
-            Some(cx) => crate::authn::authenticate(&cx, parts, now_unix).map(Some),
+            Some(cx) => crate::authn::authenticate(&cx, req, now_unix).map(Some),
             None => Ok(None),
         }
     }
 
     /// Finishes an authentication that needed introspection (see [`AuthStep::Introspect`]).
-    pub fn complete_introspection(&self, parts: &Parts, plan: &Plan, result: &IntrospectionResult) -> Result<Option<Principal>, Rejection> {
+    pub fn complete_introspection(&self, req: &dyn RequestHead, plan: &Plan, result: &IntrospectionResult) -> Result<Option<Principal>, Rejection> {
         match self.auth_context(plan) {
-            Some(cx) => crate::authn::complete_introspection(&cx, parts, result).map(Some),
+            Some(cx) => crate::authn::complete_introspection(&cx, req, result).map(Some),
             None => Ok(None),
         }
     }

@@ -25,7 +25,7 @@ pub mod keys;
 use crate::config::AuthType;
 use crate::verdict::{ProblemCode, Rejection};
 use http::header::{self, HeaderName, HeaderValue};
-use http::request::Parts;
+use crate::request::RequestHead;
 use jwt::{JwtError, JwtVerifier, VerifiedClaims};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -117,9 +117,9 @@ pub enum AuthStep {
 }
 
 /// Authenticates and authorizes a request. `now` is Unix seconds.
-pub fn authenticate(cx: &AuthContext<'_>, parts: &Parts, now: u64) -> Result<AuthStep, Rejection> {
+pub fn authenticate(cx: &AuthContext<'_>, req: &dyn RequestHead, now: u64) -> Result<AuthStep, Rejection> {
     let realm = cx.api_name;
-    let mut principal = match credential(cx, parts) {
+    let mut principal = match credential(cx, req) {
         Credential::None => return Err(missing(realm)),
         Credential::Malformed => return Err(invalid(realm, ProblemCode::AuthInvalidToken, "the Authorization header is not a Bearer token")),
         Credential::Bearer(token) => {
@@ -142,16 +142,16 @@ pub fn authenticate(cx: &AuthContext<'_>, parts: &Parts, now: u64) -> Result<Aut
         }
         Credential::ApiKey(key) => from_api_key(cx, key).ok_or_else(|| invalid(realm, ProblemCode::AuthInvalidApiKey, "the API key is not valid"))?,
     };
-    authorize(cx, parts, &mut principal).map_err(|r| Rejection { application: principal.application, ..r })?;
+    authorize(cx, req, &mut principal).map_err(|r| Rejection { application: principal.application, ..r })?;
     Ok(AuthStep::Done(principal))
 }
 
 /// Finishes authentication once the gateway has introspected the token.
-pub fn complete_introspection(cx: &AuthContext<'_>, parts: &Parts, result: &introspect::IntrospectionResult) -> Result<Principal, Rejection> {
+pub fn complete_introspection(cx: &AuthContext<'_>, req: &dyn RequestHead, result: &introspect::IntrospectionResult) -> Result<Principal, Rejection> {
     match result {
         introspect::IntrospectionResult::Active(claims) => {
             let mut principal = principal_from_claims(cx, claims);
-            authorize(cx, parts, &mut principal).map_err(|r| Rejection { application: principal.application, ..r })?;
+            authorize(cx, req, &mut principal).map_err(|r| Rejection { application: principal.application, ..r })?;
             Ok(principal)
         }
         introspect::IntrospectionResult::Inactive => Err(invalid(cx.api_name, ProblemCode::AuthInvalidToken, "the token is not active")),
@@ -164,8 +164,8 @@ pub fn complete_introspection(cx: &AuthContext<'_>, parts: &Parts, result: &intr
 }
 
 /// The bearer token of a request, if it has one.
-pub fn bearer_token(parts: &Parts) -> Option<&str> {
-    let v = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+pub fn bearer_token(req: &dyn RequestHead) -> Option<&str> {
+    let v = req.header_str("authorization")?;
     let (scheme, token) = v.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
@@ -177,10 +177,10 @@ enum Credential<'a> {
     ApiKey(&'a str),
 }
 
-fn credential<'a>(cx: &AuthContext<'_>, parts: &'a Parts) -> Credential<'a> {
+fn credential<'a>(cx: &AuthContext<'_>, req: &'a dyn RequestHead) -> Credential<'a> {
     // An API that takes only API keys ignores Authorization (a proxy in front may add Basic).
-    if let Some(v) = parts.headers.get(header::AUTHORIZATION).filter(|_| !cx.auth.key_managers.is_empty() || !cx.auth.introspectors.is_empty()) {
-        let Ok(v) = v.to_str() else { return Credential::Malformed };
+    if let Some(v) = req.header("authorization").filter(|_| !cx.auth.key_managers.is_empty() || !cx.auth.introspectors.is_empty()) {
+        let Some(v) = crate::request::visible_ascii(v) else { return Credential::Malformed };
         let Some((scheme, token)) = v.split_once(' ') else { return Credential::Malformed };
         if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
             return Credential::Malformed;
@@ -188,11 +188,11 @@ fn credential<'a>(cx: &AuthContext<'_>, parts: &'a Parts) -> Credential<'a> {
         return Credential::Bearer(token.trim());
     }
     if let Some(name) = &cx.auth.api_key_header {
-        if let Some(v) = parts.headers.get(name).and_then(|v| v.to_str().ok()) {
+        if let Some(v) = req.header_str(name.as_str()) {
             return Credential::ApiKey(v);
         }
     }
-    if let (Some(param), Some(query)) = (&cx.auth.api_key_query, parts.uri.query()) {
+    if let (Some(param), Some(query)) = (&cx.auth.api_key_query, req.query()) {
         for pair in query.split('&') {
             if let Some((k, v)) = pair.split_once('=') {
                 if k == param {
@@ -245,14 +245,14 @@ fn from_api_key(cx: &AuthContext<'_>, key: &str) -> Option<Principal> {
     Some(Principal { application: Some(*app), user: None, scopes: no_scopes(), tier: None, via_api_key: true })
 }
 
-fn authorize(cx: &AuthContext<'_>, parts: &Parts, p: &mut Principal) -> Result<(), Rejection> {
+fn authorize(cx: &AuthContext<'_>, req: &dyn RequestHead, p: &mut Principal) -> Result<(), Rejection> {
     let app = p.application.and_then(|i| cx.applications.apps.get(i as usize));
     if let Some(app) = app {
         if app.blocked {
             return Err(Rejection::new(ProblemCode::AuthApplicationBlocked, "the calling application is blocked"));
         }
         p.tier = app.subscriptions.get(cx.api_name).cloned();
-        if !app.allowed_domains.is_empty() && !domain_allowed(&app.allowed_domains, parts) {
+        if !app.allowed_domains.is_empty() && !domain_allowed(&app.allowed_domains, req) {
             return Err(Rejection::new(ProblemCode::AuthDomainNotAllowed, "requests from this origin are not allowed for the application"));
         }
     }
@@ -280,9 +280,9 @@ fn authorize(cx: &AuthContext<'_>, parts: &Parts, p: &mut Principal) -> Result<(
     Ok(())
 }
 
-fn domain_allowed(allowed: &[String], parts: &Parts) -> bool {
-    let source = parts.headers.get(header::ORIGIN).or_else(|| parts.headers.get(header::REFERER));
-    let Some(host) = source.and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<http::Uri>().ok()).and_then(|u| u.host().map(str::to_ascii_lowercase)) else {
+fn domain_allowed(allowed: &[String], req: &dyn RequestHead) -> bool {
+    let source = req.header("origin").or_else(|| req.header("referer"));
+    let Some(host) = source.and_then(crate::request::visible_ascii).and_then(|v| v.parse::<http::Uri>().ok()).and_then(|u| u.host().map(str::to_ascii_lowercase)) else {
         return false;
     };
     allowed.iter().any(|d| match d.strip_prefix('.') {
