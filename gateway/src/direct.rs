@@ -43,11 +43,11 @@ pub const MAX_IDLE: usize = 64;
 
 /// The direct exchange's settings, made once at start-up.
 pub struct Direct {
-    connector: TransportConnector,
+    pub(crate) connector: TransportConnector,
     /// Idle connections kept per target per thread (0: none).
-    per_target: usize,
+    pub(crate) per_target: usize,
     /// Idle connections kept per thread, all targets (`server.upstream_keepalive_pool`).
-    total: usize,
+    pub(crate) total: usize,
 }
 
 impl Direct {
@@ -90,7 +90,7 @@ fn still_open(stream: &mut Stream) -> bool {
     std::pin::Pin::new(&mut **stream).poll_read(&mut cx, &mut buf).is_pending()
 }
 
-fn take(key: u64, now: u64) -> Option<Stream> {
+pub(crate) fn take(key: u64, now: u64) -> Option<Stream> {
     IDLE.with(|cell| {
         let mut pool = cell.borrow_mut();
         let pool = &mut *pool;
@@ -108,7 +108,7 @@ fn take(key: u64, now: u64) -> Option<Stream> {
 /// Keeps a connection for reuse: at most `per_target` per target and `total` in all on this
 /// thread. About once a second the whole pool is checked, so connections of targets that
 /// went quiet (or left the config) and connections the upstream closed do not linger.
-fn put(key: u64, stream: Stream, now: u64, idle_timeout_ms: u64, per_target: usize, total: usize) {
+pub(crate) fn put(key: u64, stream: Stream, now: u64, idle_timeout_ms: u64, per_target: usize, total: usize) {
     IDLE.with(|cell| {
         let mut pool = cell.borrow_mut();
         let pool = &mut *pool;
@@ -167,11 +167,12 @@ pub fn eligible(session: &Session, ctx: &RequestCtx) -> bool {
     // which Pingora's path reconciles with Host.
     let origin_form = session.req_header().uri.authority().is_none();
     let plain = no_body && origin_form && connection_plain && h.get(header::UPGRADE).is_none() && h.get(header::EXPECT).is_none();
-    plain
-        && ctx
-            .api()
-            .and_then(|a| a.endpoint.as_ref())
-            .is_some_and(|e| e.targets.iter().all(|t| !t.tls))
+    plain && plain_targets(ctx)
+}
+
+/// Whether every target of the request's API is plain HTTP (the fast path does no TLS).
+pub fn plain_targets(ctx: &RequestCtx) -> bool {
+    ctx.api().and_then(|a| a.endpoint.as_ref()).is_some_and(|e| e.targets.iter().all(|t| !t.tls))
 }
 
 /// Proxies the request. `Ok(true)`: a response was sent. An `Err` goes to Pingora's error

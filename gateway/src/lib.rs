@@ -7,6 +7,8 @@
 //! | `proxy` | `impl ProxyHttp`: maps Pingora phases to policy calls, nothing else |
 //! | `ctx` | the per-request context |
 //! | `respond` | the only writer of local replies (problem+json, mocks, preflights) |
+//! | `lane` | the HTTP/1 fast lane: the gateway's own loop for plain-HTTP connections, handing other requests to Pingora |
+//! | `admit` | the decision on a request and the head edits, shared by Pingora's phases and the lane |
 //! | `direct` | the direct exchange: plain HTTP/1 requests proxied over per-thread idle connections |
 //! | `upstream` | peer templates and health checkers prepared per snapshot |
 //! | `health` | active health checks |
@@ -26,6 +28,7 @@ pub mod direct;
 pub mod health;
 pub mod introspect;
 pub mod jwks;
+pub mod lane;
 pub mod outbound;
 pub mod proxy;
 pub mod request_id;

@@ -310,7 +310,7 @@ impl Gateway {
 
 /// Maps a Pingora error to the problem answered to the client; `None` when the client
 /// connection is already dead.
-fn classify(e: &Error) -> (Option<ProblemCode>, &'static str) {
+pub(crate) fn classify(e: &Error) -> (Option<ProblemCode>, &'static str) {
     use ErrorType::*;
     match e.etype() {
         HTTPStatus(502) | ConnectNoRoute => (Some(ProblemCode::UpstreamUnavailable), "no upstream target could be reached"),

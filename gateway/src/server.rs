@@ -92,7 +92,10 @@ pub fn run(config: &Path) -> ExitCode {
 
     let direct = process.server.upstream_fast_path.then(|| crate::direct::Direct::new(process.server.upstream_keepalive_pool));
     let gateway = Gateway::new(GatewayState { store: store.clone(), access_log, introspection: Default::default(), direct });
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "gateway");
+    // One service: the HTTP/1 fast lane on plain-HTTP connections, which hands every request
+    // it does not take (and every TLS connection) to Pingora's proxy app.
+    let app = crate::lane::Lane::new(gateway.clone(), pingora::proxy::http_proxy(&server.configuration, gateway));
+    let mut proxy = pingora::services::listening::Service::new("gateway".to_string(), app);
     for l in &process.listeners {
         match &l.tls {
             None => proxy.add_tcp(&l.address),

@@ -1,0 +1,1005 @@
+//! The HTTP/1 fast lane: the gateway's own connection loop for plain-HTTP listeners.
+//!
+//! Why: with the direct exchange (`direct.rs`) the gateway cost what bare Pingora costs, and
+//! bare Pingora reaches about 0.7× nginx's passthrough on one core (BENCHMARKS.md). What was
+//! left was Pingora's HTTP/1 server side: per request it boxes a session, builds a
+//! `RequestHeader` (a header map plus a case-preserving copy of every name), boxes the
+//! request and filter futures (several KiB copied each time), and serialises the response
+//! through another header map. The lane parses the request head in place with `httparse`,
+//! runs the same policies on a borrowed view of it ([`RequestHead`]), writes the upstream
+//! head and the response head straight into reused buffers, and keeps connections per worker
+//! thread (the direct exchange's pool).
+//!
+//! What it takes: HTTP/1.1 requests in origin form without a body, `Upgrade` or `Expect`,
+//! whose decision ([`admit`]) is "proxy" to an API whose targets are all `http://`. Everything
+//! else is handed, with the bytes already read, to Pingora's proxy app for that one request
+//! (`HttpServerApp::process_new_http`), which answers it exactly as before (rejections, mocks,
+//! preflights, introspection, bodies, WebSockets, HTTP/1.0, malformed requests); the
+//! connection comes back to the lane afterwards. TLS connections (and so HTTP/2) go to Pingora
+//! whole.
+//!
+//! The rules are the proxy path's: the same target choice, retries and health strikes, the
+//! same upstream head edits and response headers ([`admit`]), the same problem answers, the
+//! same metrics and access log line; hop-by-hop fields are dropped both ways (RFC 9110
+//! §7.6.1) and a close-delimited upstream body is re-framed as chunked.
+
+use crate::access_log::RequestFacts;
+use crate::admit::{admit, response_edits, upstream_edits, Admission, Combine, UpstreamEdits};
+use crate::ctx::RequestCtx;
+use crate::direct::{put, take, Direct};
+use crate::proxy::Gateway;
+use async_trait::async_trait;
+use bytes::BytesMut;
+use http::Method;
+use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::Stream;
+use pingora::proxy::HttpProxy;
+use pingora::server::ShutdownWatch;
+use pingora::{Error, ErrorType};
+use policies::metrics::FAMILIES;
+use policies::state::now_ms;
+use policies::RequestHead;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A request head larger than this (or with more fields than [`MAX_HEADERS`]) goes to
+/// Pingora, whose own limits then apply.
+const HEAD_LIMIT: usize = 64 * 1024;
+const MAX_HEADERS: usize = 64;
+/// Pingora's defaults for HTTP/1 clients: 60 s to receive a request head (also between
+/// keep-alive requests), and the same for each write of a response.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Response bytes gathered before a write to the client.
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// The service's app: the lane for plain-HTTP connections, Pingora's proxy app for the rest.
+pub struct Lane {
+    gateway: Gateway,
+    proxy: Arc<HttpProxy<Gateway>>,
+}
+
+impl Lane {
+    pub fn new(gateway: Gateway, proxy: HttpProxy<Gateway>) -> Self {
+        Lane { gateway, proxy: Arc::new(proxy) }
+    }
+}
+
+#[async_trait]
+impl ServerApp for Lane {
+    async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+        let direct = match &self.gateway.direct {
+            Some(d) if stream.get_ssl_digest().is_none() => d,
+            _ => return ServerApp::process_new(&self.proxy, stream, shutdown).await,
+        };
+        let client = stream.get_socket_digest().and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
+        let mut conn = Conn {
+            stream,
+            inbuf: BytesMut::with_capacity(4096),
+            upbuf: BytesMut::with_capacity(4096),
+            out: Vec::with_capacity(4096),
+            client,
+        };
+        conn.serve(self, direct, shutdown).await;
+        None
+    }
+
+    async fn cleanup(&self) {
+        ServerApp::cleanup(&*self.proxy).await;
+    }
+}
+
+/// A range of the connection's input buffer.
+#[derive(Clone, Copy, Default)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    fn of(base: &[u8], part: &[u8]) -> Span {
+        let start = part.as_ptr() as usize - base.as_ptr() as usize;
+        Span { start: start as u32, end: (start + part.len()) as u32 }
+    }
+
+    fn get(self, buf: &[u8]) -> &[u8] {
+        buf.get(self.start as usize..self.end as usize).unwrap_or(b"")
+    }
+}
+
+/// A request head parsed in place: where its parts are in the input buffer.
+struct Head {
+    len: usize,
+    method: Method,
+    path: Span,
+    query: Option<Span>,
+    fields: [(Span, Span); MAX_HEADERS],
+    count: usize,
+    /// The client asked to close after this response.
+    close: bool,
+}
+
+/// What the policies see of a lane request.
+struct View<'a> {
+    head: &'a Head,
+    buf: &'a [u8],
+}
+
+impl View<'_> {
+    fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.head.fields[..self.head.count].iter().map(|(n, v)| (n.get(self.buf), v.get(self.buf)))
+    }
+
+    fn path(&self) -> &str {
+        // The target was checked to be ASCII when parsed.
+        std::str::from_utf8(self.head.path.get(self.buf)).unwrap_or("")
+    }
+}
+
+impl RequestHead for View<'_> {
+    fn method(&self) -> &Method {
+        &self.head.method
+    }
+
+    fn query(&self) -> Option<&str> {
+        self.head.query.and_then(|q| std::str::from_utf8(q.get(self.buf)).ok())
+    }
+
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        self.fields().find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
+    }
+}
+
+/// Hop-by-hop fields (RFC 9110 §7.6.1, and the usual unofficial ones): never forwarded.
+const HOP_BY_HOP: [&[u8]; 9] =
+    [b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade", b"proxy-authorization", b"http2-settings"];
+
+fn is_hop_by_hop(name: &[u8]) -> bool {
+    HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
+/// Request-target bytes the lane forwards as they are: RFC 3986 path and query characters.
+/// Anything else (quotes, braces, `#`, non-ASCII …) is left to Pingora's stricter parser.
+fn target_byte_ok(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b)
+}
+
+enum Parsed {
+    Head(Box<Head>),
+    /// Not a complete head yet.
+    Partial,
+    /// Not for the lane: Pingora reads it (and answers a malformed one).
+    Pingora,
+}
+
+/// Parses the head at the start of `buf` and decides whether the lane can take it.
+fn parse_head(buf: &[u8]) -> Parsed {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut fields);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return if buf.len() > HEAD_LIMIT { Parsed::Pingora } else { Parsed::Partial },
+        Err(_) => return Parsed::Pingora,
+    };
+    let (Some(method), Some(target), Some(1)) = (req.method, req.path, req.version) else { return Parsed::Pingora };
+    let Ok(method) = Method::from_bytes(method.as_bytes()) else { return Parsed::Pingora };
+    if method == Method::CONNECT || !target.starts_with('/') || !target.bytes().all(target_byte_ok) {
+        return Parsed::Pingora;
+    }
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    let mut head = Box::new(Head {
+        len,
+        method,
+        path: Span::of(buf, path.as_bytes()),
+        query: query.map(|q| Span::of(buf, q.as_bytes())),
+        fields: [(Span::default(), Span::default()); MAX_HEADERS],
+        count: req.headers.len(),
+        close: false,
+    });
+    let mut hosts = 0;
+    for (slot, h) in head.fields.iter_mut().zip(req.headers.iter()) {
+        *slot = (Span::of(buf, h.name.as_bytes()), Span::of(buf, h.value));
+        let name = h.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"content-length") {
+            if h.value != b"0" {
+                return Parsed::Pingora;
+            }
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding")
+            || name.eq_ignore_ascii_case(b"upgrade")
+            || name.eq_ignore_ascii_case(b"expect")
+        {
+            return Parsed::Pingora;
+        } else if name.eq_ignore_ascii_case(b"host") {
+            hosts += 1;
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            // `keep-alive` and `close` are the everyday values; one naming other fields (to be
+            // stripped) is left to Pingora's sanitizer.
+            for token in h.value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    head.close = true;
+                } else if !token.eq_ignore_ascii_case(b"keep-alive") && !token.is_empty() {
+                    return Parsed::Pingora;
+                }
+            }
+        }
+    }
+    // HTTP/1.1 needs exactly one Host (RFC 9112 §3.2); Pingora answers the others.
+    if hosts != 1 {
+        return Parsed::Pingora;
+    }
+    Parsed::Head(head)
+}
+
+/// How the upstream frames its response body.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+    /// Until the upstream closes.
+    Close,
+}
+
+/// The upstream's response head, parsed in `upbuf`.
+struct UpHead {
+    len: usize,
+    status: u16,
+    framing: Framing,
+    /// The upstream connection can carry another request once the body is read.
+    reusable: bool,
+}
+
+/// Why an exchange ended without a complete response.
+enum Failure {
+    /// The client went away: nothing to answer.
+    ClientGone,
+    /// The upstream side failed (connect, write, read, timeout, bad response).
+    Upstream(Box<Error>),
+}
+
+fn up_err(etype: ErrorType, context: &'static str, cause: Option<std::io::Error>) -> Failure {
+    let e = match cause {
+        Some(c) => Error::because(etype, context, c),
+        None => Error::explain(etype, context),
+    };
+    Failure::Upstream(e.into_up())
+}
+
+struct Conn {
+    stream: Stream,
+    /// Bytes read from the client and not yet consumed: the head being read, and anything the
+    /// client sent after it (a pipelined next request).
+    inbuf: BytesMut,
+    /// Bytes read from the upstream and not yet forwarded.
+    upbuf: BytesMut,
+    /// What goes out next (the upstream request head, or response bytes for the client).
+    out: Vec<u8>,
+    client: Option<IpAddr>,
+}
+
+/// What to do with the connection after a request.
+enum Next {
+    KeepAlive,
+    Close,
+}
+
+impl Conn {
+    async fn serve(&mut self, lane: &Arc<Lane>, direct: &Direct, shutdown: &ShutdownWatch) {
+        loop {
+            let head = match self.read_head().await {
+                Some(Parsed::Head(head)) => head,
+                Some(Parsed::Pingora) => {
+                    // Everything read so far is the request (and perhaps its body).
+                    let all = self.inbuf.len();
+                    if self.handoff(lane, all, shutdown).await {
+                        continue;
+                    }
+                    return;
+                }
+                Some(Parsed::Partial) | None => return,
+            };
+            let next = self.request(lane, direct, &head, shutdown).await;
+            if matches!(next, Next::Close) {
+                let _ = self.stream.shutdown().await;
+                return;
+            }
+        }
+    }
+
+    /// Reads until a request head is complete. `None`: the client closed, failed or was
+    /// silent for [`CLIENT_TIMEOUT`].
+    async fn read_head(&mut self) -> Option<Parsed> {
+        let deadline = Instant::now() + CLIENT_TIMEOUT;
+        loop {
+            if !self.inbuf.is_empty() {
+                match parse_head(&self.inbuf) {
+                    Parsed::Partial => {}
+                    done => return Some(done),
+                }
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            if self.inbuf.capacity() - self.inbuf.len() < 1024 {
+                self.inbuf.reserve(4096);
+            }
+            match pingora_timeout::timeout(left, self.stream.read_buf(&mut self.inbuf)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return None,
+            }
+        }
+    }
+
+    /// Hands the first `prefix` bytes read (a request, or its start) and the connection to
+    /// Pingora's proxy app for one request. `true`: the connection came back for more.
+    async fn handoff(&mut self, lane: &Arc<Lane>, prefix: usize, shutdown: &ShutdownWatch) -> bool {
+        let prefix = self.inbuf.split_to(prefix);
+        // The stream is lent to Pingora's session; an empty stand-in holds its place meanwhile.
+        let stream = std::mem::replace(&mut self.stream, Box::new(std::io::Cursor::new(Vec::<u8>::new())));
+        let mut session = ServerSession::new_http1(stream);
+        session.set_keepalive(if *shutdown.borrow() { None } else { Some(CLIENT_TIMEOUT.as_secs()) });
+        if !prefix.is_empty() {
+            session.set_pipelined_prefix(prefix);
+        }
+        match lane.proxy.process_new_http(session, shutdown).await {
+            Some(reused) => {
+                // Pipelining is off in Pingora's sessions, so nothing read ahead is lost.
+                self.stream = reused.consume().0;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// One request with a complete head at the start of `inbuf`.
+    async fn request(&mut self, lane: &Arc<Lane>, direct: &Direct, head: &Head, shutdown: &ShutdownWatch) -> Next {
+        let gw = &lane.gateway;
+        let mut ctx = RequestCtx::new(gw.store.load());
+        let admitted = {
+            let view = View { head, buf: &self.inbuf };
+            ctx.request_id = crate::request_id::for_request(view.header("x-request-id"));
+            let path = view.path();
+            matches!(admit(&mut ctx, &view, path), Admission::Proxy) && crate::direct::plain_targets(&ctx)
+        };
+        if !admitted {
+            // Answered by Pingora's path, which decides again (a reply, a mock, a preflight,
+            // introspection, or a target over TLS). The head has no body, so the bytes after
+            // it (a pipelined request) stay here.
+            return if self.handoff(lane, head.len, shutdown).await { Next::KeepAlive } else { Next::Close };
+        }
+
+        let close = head.close || *shutdown.borrow();
+        let result = self.exchange(gw, direct, head, &mut ctx, close).await;
+        let (status, bytes_sent, next) = match result {
+            Ok((status, sent, next)) => (status, sent, if close { Next::Close } else { next }),
+            Err((Failure::ClientGone, _)) => (0, 0, Next::Close),
+            Err((Failure::Upstream(e), answered)) => {
+                if answered {
+                    // The response head is out: the only signal left is to close.
+                    (0, 0, Next::Close)
+                } else {
+                    let status = self.problem(&ctx, head, &e).await;
+                    (status, 0, Next::Close)
+                }
+            }
+        };
+        let view = View { head, buf: &self.inbuf };
+        gw.finish(&ctx, status, || RequestFacts {
+            method: head.method.as_str(),
+            host: view.header("host").and_then(|h| std::str::from_utf8(h).ok()).unwrap_or(""),
+            path: view.path(),
+            client: self.client,
+            http: "1.1",
+            bytes_sent,
+        });
+        self.inbuf.advance_past(head.len);
+        next
+    }
+
+    /// Answers a failed exchange with the proxy path's problem (`fail_to_proxy`). Returns
+    /// the status sent (0 when the client is gone).
+    async fn problem(&mut self, ctx: &RequestCtx, head: &Head, e: &Error) -> u16 {
+        let (Some(code), detail) = crate::proxy::classify(e) else { return 0 };
+        tracing::debug!(error = %e, "fast lane exchange failed");
+        FAMILIES.rejections.with_label_values(&[code.policy(), code.as_str()]).inc();
+        let body = crate::respond::problem_body(code, detail, &ctx.request_id);
+        let status = code.status();
+        let view = View { head, buf: &self.inbuf };
+        let out = &mut self.out;
+        out.clear();
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(status.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+        out.extend_from_slice(b"\r\ncontent-type: application/problem+json\r\ncache-control: no-store\r\n");
+        field(out, b"X-Request-Id", ctx.request_id.as_bytes());
+        response_edits(ctx, &view, |name, value, _| field(out, name.as_str().as_bytes(), value.as_bytes()));
+        let _ = std::io::Write::write_fmt(out, format_args!("content-length: {}\r\nconnection: close\r\n\r\n", body.len()));
+        if head.method != Method::HEAD {
+            out.extend_from_slice(&body);
+        }
+        match write_all(&mut self.stream, &self.out).await {
+            Ok(()) => status.as_u16(),
+            Err(_) => 0,
+        }
+    }
+
+    /// Proxies the request: `Ok((status, body bytes sent, keep-alive?))`, or the failure and
+    /// whether the response head had already been sent.
+    async fn exchange(
+        &mut self,
+        gw: &Gateway,
+        direct: &Direct,
+        head: &Head,
+        ctx: &mut RequestCtx,
+        close: bool,
+    ) -> Result<(u16, usize, Next), (Failure, bool)> {
+        let idempotent = head.method.is_idempotent();
+        let mut resend_to: Option<usize> = None;
+        let mut resent = false;
+        // Targets are borrowed from the snapshot while `ctx` records the attempts.
+        let snapshot = Arc::clone(&ctx.snapshot);
+        let api = ctx.api.and_then(|i| snapshot.api(i));
+        let (mut up, up_head, key, idle_timeout_ms, read_timeout) = loop {
+            let (idx, peer, key, idle_timeout_ms, retries, untried_left) = {
+                let endpoint = api.and_then(|a| a.endpoint.as_ref()).ok_or_else(|| (up_err(ErrorType::HTTPStatus(502), "API has no endpoint", None), false))?;
+                let idx = match resend_to {
+                    Some(i) => i,
+                    None => endpoint.select(ctx.tried, now_ms()).ok_or_else(|| (up_err(ErrorType::ConnectNoRoute, "every target was tried", None), false))?,
+                };
+                let p = endpoint.targets.get(idx).and_then(crate::upstream::prepared).ok_or_else(|| (up_err(ErrorType::InternalError, "target was not prepared", None), false))?;
+                let untried_left = ((ctx.tried | 1 << idx).count_ones() as usize) < endpoint.targets.len();
+                (idx, &p.peer, p.reuse_key, endpoint.idle_timeout.as_millis() as u64, endpoint.retries, untried_left)
+            };
+            let fresh_only = resend_to.take().is_some();
+            if !fresh_only {
+                ctx.tried |= 1 << idx;
+                ctx.attempts += 1;
+            }
+            ctx.target = Some(idx);
+            let read_timeout = peer.options.read_timeout.unwrap_or(CLIENT_TIMEOUT);
+            let write_timeout = peer.options.write_timeout.unwrap_or(CLIENT_TIMEOUT);
+
+            let pooled = if fresh_only { None } else { take(key, now_ms()) };
+            let reused = pooled.is_some();
+            let mut up = match pooled {
+                Some(s) => s,
+                // Boxed: the connect future is several KiB and would otherwise be part of
+                // every request's future.
+                None => match Box::pin(direct.connector.new_stream(peer)).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        gw.strike(ctx, "connect");
+                        // Nothing reached the upstream: another target is safe even for POST.
+                        if ctx.attempts <= retries && untried_left {
+                            continue;
+                        }
+                        return Err((Failure::Upstream(e.more_context(format!("Peer: {peer}")).into_up()), false));
+                    }
+                },
+            };
+
+            {
+                let view = View { head, buf: &self.inbuf };
+                let tls = false;
+                let edits = upstream_edits(ctx, &view, view.path(), view.query(), None, self.client, tls)
+                    .map_err(|why| (up_err(ErrorType::InternalError, why, None), false))?;
+                upstream_head(&mut self.out, &view, &edits, &ctx.request_id);
+            }
+            ctx.upstream_sent = Some(Instant::now());
+            self.upbuf.clear();
+            let sent = match pingora_timeout::timeout(write_timeout, write_all(&mut up, &self.out)).await {
+                Ok(Ok(())) => self.read_up_head(&mut up, read_timeout, head.method == Method::HEAD).await,
+                Ok(Err(e)) => Err(up_err(ErrorType::WriteError, "writing the request upstream", Some(e))),
+                Err(_) => Err(up_err(ErrorType::WriteTimedout, "writing the request upstream", None)),
+            };
+            match sent {
+                Ok(h) => break (up, h, key, idle_timeout_ms, read_timeout),
+                Err(Failure::ClientGone) => return Err((Failure::ClientGone, false)),
+                Err(Failure::Upstream(e)) => {
+                    // A kept connection the upstream had closed: nothing was answered, so an
+                    // idempotent request is sent once more on a new connection, no strike.
+                    let closed_kept = reused && self.upbuf.is_empty() && matches!(e.etype(), ErrorType::ConnectionClosed | ErrorType::WriteError | ErrorType::ReadError);
+                    if closed_kept && idempotent && !resent {
+                        resent = true;
+                        resend_to = Some(idx);
+                        continue;
+                    }
+                    if !closed_kept {
+                        let timeout = matches!(e.etype(), ErrorType::ReadTimedout | ErrorType::WriteTimedout);
+                        gw.strike(ctx, if timeout { "timeout" } else { "error" });
+                    }
+                    let peer = ctx.target().map_or("", |t| t.url.as_str());
+                    return Err((Failure::Upstream(e.more_context(format!("Peer: {peer}"))), false));
+                }
+            }
+        };
+        ctx.upstream_answered();
+        FAMILIES.upstream_fast_path.inc();
+
+        // The response head for the client.
+        let upbuf = std::mem::take(&mut self.upbuf);
+        {
+            let view = View { head, buf: &self.inbuf };
+            response_head(&mut self.out, &upbuf[..up_head.len], &up_head, ctx, &view, close).map_err(|e| (e, false))?;
+        }
+        self.upbuf = upbuf;
+        let _ = self.upbuf.split_to(up_head.len);
+
+        let (sent, up_clean) = self.forward_body(&mut up, up_head.framing, read_timeout).await.map_err(|e| {
+            if let Failure::Upstream(e) = &e {
+                let timeout = matches!(e.etype(), ErrorType::ReadTimedout);
+                gw.strike(ctx, if timeout { "timeout" } else { "error" });
+            }
+            (e, true)
+        })?;
+        if up_head.reusable && up_clean {
+            put(key, up, now_ms(), idle_timeout_ms, direct.per_target, direct.total);
+        }
+        Ok((up_head.status, sent, Next::KeepAlive))
+    }
+
+    /// Reads the upstream's final response head into `upbuf` (interim 1xx heads are read
+    /// and dropped), watching the client meanwhile: one that hangs up ends the exchange.
+    async fn read_up_head(&mut self, up: &mut Stream, read_timeout: Duration, head_request: bool) -> Result<UpHead, Failure> {
+        let deadline = Instant::now() + read_timeout;
+        let mut watch_client = true;
+        loop {
+            if !self.upbuf.is_empty() {
+                match parse_up_head(&self.upbuf, head_request)? {
+                    Some(h) if (100..200).contains(&h.status) => {
+                        if h.status == 101 {
+                            return Err(up_err(ErrorType::InvalidHTTPHeader, "101 to a request without Upgrade", None));
+                        }
+                        let _ = self.upbuf.split_to(h.len);
+                        continue;
+                    }
+                    Some(h) => return Ok(h),
+                    None if self.upbuf.len() > HEAD_LIMIT => return Err(up_err(ErrorType::InvalidHTTPHeader, "response head too large", None)),
+                    None => {}
+                }
+            }
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return Err(up_err(ErrorType::ReadTimedout, "reading the response head", None));
+            };
+            if self.upbuf.capacity() - self.upbuf.len() < 1024 {
+                self.upbuf.reserve(4096);
+            }
+            let (upbuf, inbuf, client) = (&mut self.upbuf, &mut self.inbuf, &mut self.stream);
+            tokio::select! {
+                biased;
+                r = pingora_timeout::timeout(left, up.read_buf(upbuf)) => match r {
+                    Ok(Ok(0)) => return Err(up_err(ErrorType::ConnectionClosed, "the upstream closed before answering", None)),
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Err(up_err(ErrorType::ReadError, "reading the response head", Some(e))),
+                    Err(_) => return Err(up_err(ErrorType::ReadTimedout, "reading the response head", None)),
+                },
+                r = client.read_buf(inbuf), if watch_client => match r {
+                    Ok(0) | Err(_) => return Err(Failure::ClientGone),
+                    // A pipelined next request: kept for later (up to the head limit).
+                    Ok(_) => watch_client = inbuf.len() < HEAD_LIMIT,
+                },
+            }
+        }
+    }
+
+    /// Writes `out` (the response head), then the body: `Ok((body bytes sent, whether the
+    /// upstream connection ended cleanly at the end of the body))`.
+    async fn forward_body(&mut self, up: &mut Stream, framing: Framing, read_timeout: Duration) -> Result<(usize, bool), Failure> {
+        let mut sent = 0usize;
+        match framing {
+            Framing::None => {
+                self.flush_out().await?;
+                Ok((0, self.upbuf.is_empty()))
+            }
+            Framing::Length(total) => {
+                let mut left = total;
+                loop {
+                    let n = (self.upbuf.len() as u64).min(left) as usize;
+                    self.out.extend_from_slice(&self.upbuf[..n]);
+                    let _ = self.upbuf.split_to(n);
+                    left -= n as u64;
+                    sent += n;
+                    if left == 0 {
+                        self.flush_out().await?;
+                        return Ok((sent, self.upbuf.is_empty()));
+                    }
+                    if self.out.len() >= WRITE_BATCH {
+                        self.flush_out().await?;
+                    }
+                    if self.read_up(up, read_timeout).await? == 0 {
+                        return Err(up_err(ErrorType::ConnectionClosed, "the upstream closed mid-body", None));
+                    }
+                }
+            }
+            Framing::Close => loop {
+                if !self.upbuf.is_empty() {
+                    chunk(&mut self.out, &self.upbuf);
+                    sent += self.upbuf.len();
+                    self.upbuf.clear();
+                }
+                if self.out.len() >= WRITE_BATCH {
+                    self.flush_out().await?;
+                }
+                if self.read_up(up, read_timeout).await? == 0 {
+                    self.out.extend_from_slice(b"0\r\n\r\n");
+                    self.flush_out().await?;
+                    return Ok((sent, false));
+                }
+            },
+            Framing::Chunked => {
+                let mut dechunk = Dechunk::default();
+                loop {
+                    sent += dechunk.run(&mut self.upbuf, &mut self.out).map_err(|why| up_err(ErrorType::InvalidHTTPHeader, why, None))?;
+                    if dechunk.done() {
+                        self.flush_out().await?;
+                        return Ok((sent, self.upbuf.is_empty()));
+                    }
+                    if self.out.len() >= WRITE_BATCH {
+                        self.flush_out().await?;
+                    }
+                    if self.read_up(up, read_timeout).await? == 0 {
+                        return Err(up_err(ErrorType::ConnectionClosed, "the upstream closed mid-body", None));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn read_up(&mut self, up: &mut Stream, read_timeout: Duration) -> Result<usize, Failure> {
+        if self.upbuf.capacity() - self.upbuf.len() < 4096 {
+            self.upbuf.reserve(16 * 1024);
+        }
+        match pingora_timeout::timeout(read_timeout, up.read_buf(&mut self.upbuf)).await {
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(e)) => Err(up_err(ErrorType::ReadError, "reading the response body", Some(e))),
+            Err(_) => Err(up_err(ErrorType::ReadTimedout, "reading the response body", None)),
+        }
+    }
+
+    async fn flush_out(&mut self) -> Result<(), Failure> {
+        let r = pingora_timeout::timeout(CLIENT_TIMEOUT, write_all(&mut self.stream, &self.out)).await;
+        self.out.clear();
+        match r {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(Failure::ClientGone),
+        }
+    }
+}
+
+async fn write_all(stream: &mut Stream, bytes: &[u8]) -> std::io::Result<()> {
+    stream.write_all(bytes).await?;
+    stream.flush().await
+}
+
+trait AdvancePast {
+    fn advance_past(&mut self, n: usize);
+}
+
+impl AdvancePast for BytesMut {
+    /// Drops the first `n` bytes; an emptied buffer keeps its allocation.
+    fn advance_past(&mut self, n: usize) {
+        if n >= self.len() {
+            self.clear();
+        } else {
+            let _ = self.split_to(n);
+        }
+    }
+}
+
+fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The upstream request head: the client's head without hop-by-hop fields, with the edits.
+fn upstream_head(out: &mut Vec<u8>, view: &View<'_>, edits: &UpstreamEdits<'_>, request_id: &http::HeaderValue) {
+    out.clear();
+    out.extend_from_slice(view.head.method.as_str().as_bytes());
+    out.push(b' ');
+    match &edits.target {
+        Some(t) => out.extend_from_slice(t.as_bytes()),
+        None => {
+            out.extend_from_slice(view.head.path.get(view.buf));
+            if let Some(q) = view.head.query {
+                out.push(b'?');
+                out.extend_from_slice(q.get(view.buf));
+            }
+        }
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in view.fields() {
+        if !is_hop_by_hop(name) && !edits.drops(name) {
+            field(out, name, value);
+        }
+    }
+    match &edits.host {
+        Some(h) => field(out, b"Host", h.as_bytes()),
+        None => {
+            if let Some(h) = edits.forwarded_host {
+                field(out, b"Host", h);
+            }
+        }
+    }
+    if let Some(h) = edits.forwarded_host {
+        field(out, b"X-Forwarded-Host", h);
+    }
+    if edits.forwarded_for_prev.is_some() || edits.client_ip.is_some() {
+        out.extend_from_slice(b"X-Forwarded-For: ");
+        edits.forwarded_for(out);
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some((name, value)) = &edits.backend_jwt {
+        field(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    field(out, b"X-Forwarded-Proto", edits.proto.as_bytes());
+    field(out, b"X-Request-Id", request_id.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Parses the upstream's response head at the start of `buf`; `Ok(None)`: incomplete.
+fn parse_up_head(buf: &[u8], head_request: bool) -> Result<Option<UpHead>, Failure> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut fields);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(up_err(ErrorType::InvalidHTTPHeader, "the upstream sent a malformed response head", None)),
+    };
+    let (Some(status), Some(version)) = (resp.code, resp.version) else {
+        return Err(up_err(ErrorType::InvalidHTTPHeader, "the upstream sent a malformed response head", None));
+    };
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    let mut close = version == 0;
+    for h in resp.headers.iter() {
+        let name = h.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let n = std::str::from_utf8(h.value).ok().filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())).and_then(|v| v.parse::<u64>().ok());
+            match (n, length) {
+                (Some(n), None) => length = Some(n),
+                (Some(n), Some(m)) if n == m => {}
+                _ => return Err(up_err(ErrorType::InvalidHTTPHeader, "the upstream sent an invalid Content-Length", None)),
+            }
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            if !h.value.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                return Err(up_err(ErrorType::InvalidHTTPHeader, "the upstream used a transfer coding other than chunked", None));
+            }
+            chunked = true;
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for token in h.value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") && version == 0 {
+                    close = false;
+                }
+            }
+        }
+    }
+    let framing = if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
+        Framing::None
+    } else if chunked {
+        Framing::Chunked
+    } else if let Some(n) = length {
+        Framing::Length(n)
+    } else {
+        Framing::Close
+    };
+    Ok(Some(UpHead { len, status, framing, reusable: !close && framing != Framing::Close }))
+}
+
+/// The client's response head from the upstream's: hop-by-hop fields (and any the upstream's
+/// `Connection` names) dropped, the gateway's headers set, the framing the lane will send.
+fn response_head(out: &mut Vec<u8>, up: &[u8], h: &UpHead, ctx: &RequestCtx, view: &View<'_>, close: bool) -> Result<(), Failure> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut fields);
+    if !matches!(resp.parse(up), Ok(httparse::Status::Complete(_))) {
+        return Err(up_err(ErrorType::InvalidHTTPHeader, "the upstream sent a malformed response head", None));
+    }
+    // The gateway's headers, gathered first: those it inserts replace the upstream's.
+    let mut ours: Vec<(http::HeaderName, http::HeaderValue, Combine)> = Vec::new();
+    response_edits(ctx, view, |n, v, c| ours.push((n.clone(), v.clone(), c)));
+    let nominated = |name: &[u8]| {
+        resp.headers.iter().filter(|f| f.name.eq_ignore_ascii_case("connection")).any(|f| {
+            f.value.split(|b| *b == b',').map(<[u8]>::trim_ascii).any(|t| t.eq_ignore_ascii_case(name))
+        })
+    };
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    let _ = std::io::Write::write_fmt(out, format_args!("{} ", h.status));
+    match resp.reason.filter(|r| !r.is_empty()) {
+        Some(r) => out.extend_from_slice(r.as_bytes()),
+        None => out.extend_from_slice(http::StatusCode::from_u16(h.status).ok().and_then(|s| s.canonical_reason()).unwrap_or("").as_bytes()),
+    }
+    out.extend_from_slice(b"\r\n");
+    for f in resp.headers.iter() {
+        let name = f.name.as_bytes();
+        let replaced = name.eq_ignore_ascii_case(b"x-request-id")
+            || ours.iter().any(|(n, _, c)| *c == Combine::Insert && n.as_str().as_bytes().eq_ignore_ascii_case(name));
+        let length_dropped = h.framing == Framing::Chunked && name.eq_ignore_ascii_case(b"content-length");
+        if is_hop_by_hop(name) || replaced || length_dropped || nominated(name) {
+            continue;
+        }
+        field(out, name, f.value);
+    }
+    field(out, b"X-Request-Id", ctx.request_id.as_bytes());
+    for (n, v, _) in &ours {
+        field(out, n.as_str().as_bytes(), v.as_bytes());
+    }
+    if matches!(h.framing, Framing::Chunked | Framing::Close) {
+        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+    }
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    Ok(())
+}
+
+/// Appends `data` as one chunk.
+fn chunk(out: &mut Vec<u8>, data: &[u8]) {
+    let _ = std::io::Write::write_fmt(out, format_args!("{:x}\r\n", data.len()));
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Decodes a chunked body (RFC 9112 §7.1) and writes it re-chunked: extensions and
+/// trailer fields are dropped, as on Pingora's path.
+#[derive(Default)]
+struct Dechunk {
+    state: ChunkState,
+}
+
+#[derive(Default, PartialEq, Eq)]
+enum ChunkState {
+    #[default]
+    Size,
+    Data(u64),
+    DataEnd,
+    Trailers,
+    Done,
+}
+
+/// Longest chunk-size line and trailer section accepted.
+const CHUNK_LINE_LIMIT: usize = 4096;
+
+impl Dechunk {
+    fn done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+
+    /// Consumes what it can of `buf`; returns the data bytes written to `out`.
+    fn run(&mut self, buf: &mut BytesMut, out: &mut Vec<u8>) -> Result<usize, &'static str> {
+        let mut data = 0;
+        loop {
+            match self.state {
+                ChunkState::Size => {
+                    let Some(end) = buf.windows(2).position(|w| w == b"\r\n") else {
+                        return if buf.len() > CHUNK_LINE_LIMIT { Err("chunk size line too long") } else { Ok(data) };
+                    };
+                    let line = &buf[..end];
+                    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+                    let rest = &line[digits..];
+                    if digits == 0 || digits > 15 || !(rest.is_empty() || matches!(rest[0], b';' | b' ' | b'\t')) {
+                        return Err("malformed chunk size");
+                    }
+                    let size = std::str::from_utf8(&line[..digits]).ok().and_then(|s| u64::from_str_radix(s, 16).ok()).ok_or("malformed chunk size")?;
+                    let _ = buf.split_to(end + 2);
+                    self.state = if size == 0 { ChunkState::Trailers } else { ChunkState::Data(size) };
+                }
+                ChunkState::Data(left) => {
+                    if buf.is_empty() {
+                        return Ok(data);
+                    }
+                    let n = (buf.len() as u64).min(left) as usize;
+                    chunk(out, &buf[..n]);
+                    let _ = buf.split_to(n);
+                    data += n;
+                    self.state = if left == n as u64 { ChunkState::DataEnd } else { ChunkState::Data(left - n as u64) };
+                }
+                ChunkState::DataEnd => {
+                    if buf.len() < 2 {
+                        return Ok(data);
+                    }
+                    if &buf[..2] != b"\r\n" {
+                        return Err("chunk data not followed by CRLF");
+                    }
+                    let _ = buf.split_to(2);
+                    self.state = ChunkState::Size;
+                }
+                ChunkState::Trailers => {
+                    let Some(end) = buf.windows(2).position(|w| w == b"\r\n") else {
+                        return if buf.len() > CHUNK_LINE_LIMIT { Err("trailer field too long") } else { Ok(data) };
+                    };
+                    let _ = buf.split_to(end + 2);
+                    if end == 0 {
+                        out.extend_from_slice(b"0\r\n\r\n");
+                        self.state = ChunkState::Done;
+                    }
+                }
+                ChunkState::Done => return Ok(data),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dechunk_all(input: &[&[u8]]) -> Result<(Vec<u8>, usize, bool), &'static str> {
+        let mut d = Dechunk::default();
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        let mut n = 0;
+        for piece in input {
+            buf.extend_from_slice(piece);
+            n += d.run(&mut buf, &mut out)?;
+        }
+        Ok((out, n, d.done()))
+    }
+
+    #[test]
+    fn dechunk_reframes_across_reads_and_drops_extensions_and_trailers() {
+        let (out, n, done) = dechunk_all(&[b"5;ext=1\r\nhel", b"lo\r\n3\r", b"\nabc\r\n0\r\nX-T: 1\r\n", b"\r\n"]).unwrap();
+        assert_eq!(out, b"3\r\nhel\r\n2\r\nlo\r\n3\r\nabc\r\n0\r\n\r\n");
+        assert_eq!(n, 8);
+        assert!(done);
+    }
+
+    #[test]
+    fn dechunk_rejects_bad_framing() {
+        assert!(dechunk_all(&[b"zz\r\n"]).is_err());
+        assert!(dechunk_all(&[b"3\r\nabcX\r\n"]).is_err());
+        assert!(dechunk_all(&[b"-1\r\n"]).is_err());
+        assert!(dechunk_all(&[b"1234567890abcdef0\r\n"]).is_err());
+        assert!(dechunk_all(&[&[b'1'; 5000][..]]).is_err());
+        let (_, _, done) = dechunk_all(&[b"3\r\nabc\r\n"]).unwrap();
+        assert!(!done);
+    }
+
+    #[test]
+    fn heads_the_lane_leaves_to_pingora() {
+        let lane = |raw: &str| matches!(parse_head(raw.as_bytes()), Parsed::Head(_));
+        assert!(lane("GET /a?b=c HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n"));
+        assert!(lane("GET /a HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"));
+        assert!(!lane("GET /a HTTP/1.0\r\nHost: x\r\n\r\n"));
+        assert!(!lane("POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"));
+        assert!(!lane("POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"));
+        assert!(!lane("GET /a HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"));
+        assert!(!lane("GET /a HTTP/1.1\r\nHost: x\r\nConnection: close, x-secret\r\n\r\n"));
+        assert!(!lane("GET /a HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n"));
+        assert!(!lane("GET /a HTTP/1.1\r\n\r\n"));
+        assert!(!lane("GET /a HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n"));
+        assert!(!lane("GET http://x/a HTTP/1.1\r\nHost: x\r\n\r\n"));
+        assert!(!lane("GET /a{b} HTTP/1.1\r\nHost: x\r\n\r\n"));
+        assert!(!lane("CONNECT x:443 HTTP/1.1\r\nHost: x\r\n\r\n"));
+        assert!(!lane("GARBAGE\r\n\r\n"));
+        assert!(matches!(parse_head(b"GET /a HTTP/1.1\r\nHost: x\r\n"), Parsed::Partial));
+        let mut big = b"GET /a HTTP/1.1\r\nHost: x\r\nX: ".to_vec();
+        big.resize(HEAD_LIMIT + 10, b'a');
+        assert!(matches!(parse_head(&big), Parsed::Pingora));
+    }
+
+    #[test]
+    fn upstream_framing() {
+        let f = |raw: &str, head: bool| parse_up_head(raw.as_bytes(), head).ok().flatten().map(|h| (h.framing, h.reusable));
+        assert_eq!(f("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", false), Some((Framing::Length(5), true)));
+        assert_eq!(f("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true), Some((Framing::None, true)));
+        assert_eq!(f("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", false), Some((Framing::Chunked, true)));
+        assert_eq!(f("HTTP/1.1 200 OK\r\n\r\n", false), Some((Framing::Close, false)));
+        assert_eq!(f("HTTP/1.1 204 No Content\r\n\r\n", false), Some((Framing::None, true)));
+        assert_eq!(f("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n", false), Some((Framing::Length(1), false)));
+        assert_eq!(f("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false), Some((Framing::Length(1), false)));
+        assert_eq!(f("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\n", false), Some((Framing::Length(1), true)));
+        assert!(f("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", false).is_none());
+        assert!(f("HTTP/1.1 200 OK\r\nContent-Length: +1\r\n\r\n", false).is_none());
+        assert!(f("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", false).is_none());
+        assert!(matches!(parse_up_head(b"HTTP/1.1 200 OK\r\n", false), Ok(None)));
+    }
+}

@@ -1,0 +1,238 @@
+//! The HTTP/1 fast lane (`gateway/src/lane.rs`): the gateway's own loop for plain-HTTP
+//! connections. The whole suite runs through it; these tests pin down what is particular to
+//! it: requests it hands to Pingora and takes back on the same connection, pipelining,
+//! response framing it re-does (chunked, interim responses, bad framing), the fields it drops
+//! both ways, and the problems it answers itself.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+use common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// `gateway_upstream_fast_path_total` from the admin listener's /metrics.
+async fn fast_path_count(gw: &TestGateway) -> u64 {
+    let text = client().get(gw.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    text.lines().find_map(|l| l.strip_prefix("gateway_upstream_fast_path_total ")).map_or(0, |v| v.trim().parse().unwrap())
+}
+
+fn config(upstream: &str) -> String {
+    format!(
+        "server: {{ threads: 1 }}\naccess_log: {{ enabled: true, path: stdout }}\nlisteners: [{{ address: \"127.0.0.1:{{port}}\" }}]\nadmin: {{ address: \"127.0.0.1:{{admin}}\" }}\napis:\n  - name: svc\n    context: /svc\n    version: v1\n    endpoint: {{ targets: [{{ url: \"{upstream}\" }}] }}\n    resources: [{{ path: \"/*\", methods: [ANY] }}]\n"
+    )
+}
+
+fn connect(gw: &TestGateway) -> TcpStream {
+    let s = TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s
+}
+
+/// Reads one response (head, then a Content-Length or chunked body) from `s`, leaving what
+/// follows unread in `rest`. Returns (head in lower case, body).
+fn read_response(s: &mut TcpStream, rest: &mut Vec<u8>) -> (String, Vec<u8>) {
+    let mut buf = [0u8; 8192];
+    let fill = |s: &mut TcpStream, rest: &mut Vec<u8>, buf: &mut [u8]| {
+        let n = s.read(buf).unwrap();
+        assert!(n > 0, "connection closed; have {:?}", String::from_utf8_lossy(rest));
+        rest.extend_from_slice(&buf[..n]);
+    };
+    let head_end = loop {
+        if let Some(i) = rest.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        fill(s, rest, &mut buf);
+    };
+    let head = String::from_utf8_lossy(&rest[..head_end]).to_ascii_lowercase();
+    rest.drain(..head_end);
+    let mut body = Vec::new();
+    if head.contains("transfer-encoding: chunked") {
+        loop {
+            let line_end = loop {
+                if let Some(i) = rest.windows(2).position(|w| w == b"\r\n") {
+                    break i;
+                }
+                fill(s, rest, &mut buf);
+            };
+            let size = usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).unwrap(), 16).unwrap();
+            rest.drain(..line_end + 2);
+            while rest.len() < size + 2 {
+                fill(s, rest, &mut buf);
+            }
+            body.extend_from_slice(&rest[..size]);
+            assert_eq!(&rest[size..size + 2], b"\r\n");
+            rest.drain(..size + 2);
+            if size == 0 {
+                break;
+            }
+        }
+    } else if let Some(len) = head.lines().find_map(|l| l.strip_prefix("content-length: ")).map(|v| v.trim().parse::<usize>().unwrap()) {
+        while rest.len() < len {
+            fill(s, rest, &mut buf);
+        }
+        body = rest.drain(..len).collect();
+    }
+    (head, body)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_the_lane_does_not_take_go_to_pingora_and_the_connection_comes_back() {
+    let up = TestUpstream::start("a").await;
+    let gw = TestGateway::start(&config(&up.url()));
+    let mut s = connect(&gw);
+    let mut rest = Vec::new();
+    // lane, Pingora (a body), lane, Pingora (a 404 from routing), lane: one connection.
+    let steps: [(&str, &str, &str); 5] = [
+        ("GET /svc/v1/one HTTP/1.1\r\nHost: x\r\n\r\n", "200", "/one"),
+        ("POST /svc/v1/two HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", "200", "/two"),
+        ("GET /svc/v1/three HTTP/1.1\r\nHost: x\r\n\r\n", "200", "/three"),
+        ("GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n", "404", ""),
+        ("GET /svc/v1/five HTTP/1.1\r\nHost: x\r\n\r\n", "200", "/five"),
+    ];
+    for (req, status, path) in steps {
+        s.write_all(req.as_bytes()).unwrap();
+        let (head, body) = read_response(&mut s, &mut rest);
+        assert!(head.starts_with(&format!("http/1.1 {status}")), "{req}: {head}");
+        assert!(head.contains("x-request-id: "), "{head}");
+        if status == "200" {
+            let echo: Echo = serde_json::from_slice(&body).unwrap();
+            assert_eq!(echo.path, path);
+        } else {
+            let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(problem["code"], "route.not_found");
+            assert!(head.contains("content-type: application/problem+json"), "{head}");
+        }
+    }
+    assert!(rest.is_empty());
+    assert_eq!(fast_path_count(&gw).await, 3, "the three plain GETs took the lane");
+    assert_eq!(up.hits.load(std::sync::atomic::Ordering::SeqCst), 4);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pipelined_requests_are_answered_in_order_including_one_pingora_answers() {
+    let up = TestUpstream::start("a").await;
+    let gw = TestGateway::start(&config(&up.url()));
+    let mut s = connect(&gw);
+    s.write_all(b"GET /svc/v1/p1 HTTP/1.1\r\nHost: x\r\n\r\nGET /svc/v1/p2 HTTP/1.1\r\nHost: x\r\n\r\nGET /nowhere HTTP/1.1\r\nHost: x\r\n\r\nGET /svc/v1/p4 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut rest = Vec::new();
+    for expect in ["/p1", "/p2", "404", "/p4"] {
+        let (head, body) = read_response(&mut s, &mut rest);
+        if expect == "404" {
+            assert!(head.starts_with("http/1.1 404"), "{head}");
+        } else {
+            assert!(head.starts_with("http/1.1 200"), "{head}");
+            let echo: Echo = serde_json::from_slice(&body).unwrap();
+            assert_eq!(echo.path, expect);
+        }
+    }
+}
+
+/// A raw upstream that reads a request head and writes `answer` for each request on a
+/// connection.
+fn raw_upstream(answer: &'static [u8]) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    while let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                        got.drain(..i + 4);
+                        if s.write_all(answer).is_err() {
+                            return;
+                        }
+                    }
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chunked_response_is_reframed_without_extensions_trailers_or_hop_by_hop_fields() {
+    let port = raw_upstream(
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 999\r\nConnection: keep-alive, X-Internal\r\nX-Internal: secret\r\nKeep-Alive: timeout=5\r\nTrailer: X-Sum\r\nX-Request-Id: upstream-made\r\nX-App: kept\r\n\r\n5;name=val\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 1\r\n\r\n",
+    );
+    let gw = TestGateway::start(&config(&format!("http://127.0.0.1:{port}")));
+    let mut s = connect(&gw);
+    let mut rest = Vec::new();
+    for _ in 0..2 {
+        s.write_all(b"GET /svc/v1/c HTTP/1.1\r\nHost: x\r\nX-Request-Id: client-id-1\r\n\r\n").unwrap();
+        let (head, body) = read_response(&mut s, &mut rest);
+        assert!(head.starts_with("http/1.1 200 ok\r\n"), "the 103 is dropped: {head}");
+        assert_eq!(body, b"hello world");
+        assert!(head.contains("transfer-encoding: chunked"), "{head}");
+        assert!(head.contains("x-app: kept"), "{head}");
+        assert!(head.contains("x-request-id: client-id-1\r\n"), "{head}");
+        for gone in ["content-length", "x-internal", "keep-alive", "trailer", "connection", "upstream-made", "link"] {
+            assert!(!head.contains(gone), "{gone} reached the client: {head}");
+        }
+        assert!(rest.is_empty(), "the trailer section did not leak: {:?}", String::from_utf8_lossy(&rest));
+    }
+    assert_eq!(fast_path_count(&gw).await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_upstream_framing_gets_a_502_problem_from_the_lane() {
+    for (answer, what) in [
+        (&b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nxx"[..], "unknown transfer coding"),
+        (&b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc"[..], "conflicting lengths"),
+        (&b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n"[..], "a 101 nobody asked for"),
+        (&b"NOT HTTP\r\n\r\n"[..], "garbage"),
+    ] {
+        let port = raw_upstream(answer);
+        let gw = TestGateway::start(&config(&format!("http://127.0.0.1:{port}")));
+        let raw = gw.raw("GET /svc/v1/x HTTP/1.1\r\nHost: x\r\nX-Request-Id: rid-42\r\n\r\n");
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or_else(|| panic!("{what}: no answer: {raw:?}\n{}", gw.log()));
+        let head = head.to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 502"), "{what}: {raw}");
+        assert!(head.contains("content-type: application/problem+json"), "{what}: {raw}");
+        assert!(head.contains("connection: close"), "{what}: {raw}");
+        let problem: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(problem["code"], "upstream.error", "{what}: {raw}");
+        assert_eq!(problem["status"], 502);
+        assert_eq!(problem["request_id"], "rid-42");
+        // The log line is written by the access-log thread, shortly after the answer.
+        wait_for("the access log line", Duration::from_secs(5), || gw.access_log().contains("rid-42"));
+        let line = gw.access_log().lines().find(|l| l.contains("rid-42")).map(str::to_string).unwrap_or_default();
+        assert!(line.contains("\"status\":502"), "{what}: {line}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_connection_is_answered_502_by_the_lane_and_a_head_request_gets_no_body() {
+    let gw = TestGateway::start(&config(&format!("http://127.0.0.1:{}", free_port())));
+    let raw = gw.raw("HEAD /svc/v1/x HTTP/1.1\r\nHost: x\r\n\r\n");
+    let lower = raw.to_ascii_lowercase();
+    assert!(lower.starts_with("http/1.1 502"), "{raw}");
+    assert!(lower.contains("content-length: "), "{raw}");
+    assert!(raw.ends_with("\r\n\r\n"), "a HEAD answer has no body: {raw}");
+    let raw = gw.raw("GET /svc/v1/x HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (_, body) = raw.split_once("\r\n\r\n").unwrap();
+    let problem: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(problem["code"], "upstream.unavailable");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn heads_beyond_the_lane_limits_are_still_served_by_pingora() {
+    let up = TestUpstream::start("a").await;
+    let gw = TestGateway::start(&config(&up.url()));
+    // 70 header fields (the lane parses 64) and a 70 KiB head (the lane reads 64 KiB).
+    let many: String = (0..70).map(|i| format!("X-F{i}: v\r\n")).collect();
+    let raw = gw.raw(&format!("GET /svc/v1/many HTTP/1.1\r\nHost: x\r\n{many}Connection: close\r\n\r\n"));
+    assert!(raw.starts_with("HTTP/1.1 200"), "{}", &raw[..raw.len().min(300)]);
+    let big = "a".repeat(70 * 1024);
+    let raw = gw.raw(&format!("GET /svc/v1/big HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\nConnection: close\r\n\r\n"));
+    assert!(raw.starts_with("HTTP/1.1 200"), "{}", &raw[..raw.len().min(300)]);
+    // Pingora read them; its own direct exchange (`direct.rs`) then proxied them.
+    assert_eq!(up.hits.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
