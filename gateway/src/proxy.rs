@@ -1,9 +1,11 @@
 //! `impl ProxyHttp for Gateway`: maps Pingora's phases to policy calls and nothing else.
+//! Plain HTTP/1 requests on plain-HTTP listeners never get here: the lane (`lane.rs`) serves
+//! them with the same decisions (`admit.rs`), and hands everything else to these phases.
 //!
 //! | phase | what happens |
 //! |---|---|
 //! | `new_ctx` | pin the snapshot (`Store::load`, one atomic increment), start the clock |
-//! | `request_filter` | request id → normalise path → `Snapshot::plan` (route, lifecycle, CORS, verb) → mock / preflight / rejection answered by `respond`, or go on to proxy |
+//! | `request_filter` | request id → `admit` (normalise path, route, lifecycle, CORS, verb, authentication) → mock / preflight / rejection answered by `respond`, or go on to proxy |
 //! | (`direct::exchange`) | for HTTP/1 requests without a body to plain-HTTP targets: the phases below, run by the gateway over its own idle connections |
 //! | `upstream_peer` | pick a healthy untried target of the API's endpoint; clone its prepared peer |
 //! | `fail_to_connect` | passive health strike; retry on another target while retries remain (nothing was sent) |
