@@ -29,7 +29,7 @@ use crate::ctx::RequestCtx;
 use crate::direct::{put, take, Direct};
 use crate::proxy::Gateway;
 use async_trait::async_trait;
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use http::Method;
 use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
@@ -49,11 +49,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// Pingora, whose own limits then apply.
 const HEAD_LIMIT: usize = 64 * 1024;
 const MAX_HEADERS: usize = 64;
+/// An upstream response head may be as large as Pingora accepts (`v1/common.rs`).
+const UP_HEAD_LIMIT: usize = 1024 * 1024;
+const UP_MAX_HEADERS: usize = 256;
 /// Pingora's defaults for HTTP/1 clients: 60 s to receive a request head (also between
 /// keep-alive requests), and the same for each write of a response.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
-/// Response bytes gathered before a write to the client.
-const WRITE_BATCH: usize = 64 * 1024;
+/// A connection's buffers are given back once they grew past this (a large response).
+const BUF_KEEP: usize = 64 * 1024;
 
 /// The service's app: the lane for plain-HTTP connections, Pingora's proxy app for the rest.
 pub struct Lane {
@@ -81,8 +84,10 @@ impl ServerApp for Lane {
             upbuf: BytesMut::with_capacity(4096),
             out: Vec::with_capacity(4096),
             client,
+            shutdown: shutdown.clone(),
+            written: false,
         };
-        conn.serve(self, direct, shutdown).await;
+        conn.serve(self, direct).await;
         None
     }
 
@@ -91,7 +96,7 @@ impl ServerApp for Lane {
     }
 }
 
-/// A range of the connection's input buffer.
+/// A range of a buffer.
 #[derive(Clone, Copy, Default)]
 struct Span {
     start: u32,
@@ -109,7 +114,8 @@ impl Span {
     }
 }
 
-/// A request head parsed in place: where its parts are in the input buffer.
+/// A request head parsed in place: where its parts are in the input buffer. One per
+/// connection, reused.
 struct Head {
     len: usize,
     method: Method,
@@ -119,6 +125,20 @@ struct Head {
     count: usize,
     /// The client asked to close after this response.
     close: bool,
+}
+
+impl Head {
+    fn new() -> Box<Head> {
+        Box::new(Head {
+            len: 0,
+            method: Method::GET,
+            path: Span::default(),
+            query: None,
+            fields: [(Span::default(), Span::default()); MAX_HEADERS],
+            count: 0,
+            close: false,
+        })
+    }
 }
 
 /// What the policies see of a lane request.
@@ -167,15 +187,16 @@ fn target_byte_ok(b: u8) -> bool {
 }
 
 enum Parsed {
-    Head(Box<Head>),
+    /// A head the lane takes, now in the connection's [`Head`].
+    Lane,
     /// Not a complete head yet.
     Partial,
     /// Not for the lane: Pingora reads it (and answers a malformed one).
     Pingora,
 }
 
-/// Parses the head at the start of `buf` and decides whether the lane can take it.
-fn parse_head(buf: &[u8]) -> Parsed {
+/// Parses the head at the start of `buf` into `head` and decides whether the lane can take it.
+fn parse_head(buf: &[u8], head: &mut Head) -> Parsed {
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut fields);
     let len = match req.parse(buf) {
@@ -192,15 +213,12 @@ fn parse_head(buf: &[u8]) -> Parsed {
         Some((p, q)) => (p, Some(q)),
         None => (target, None),
     };
-    let mut head = Box::new(Head {
-        len,
-        method,
-        path: Span::of(buf, path.as_bytes()),
-        query: query.map(|q| Span::of(buf, q.as_bytes())),
-        fields: [(Span::default(), Span::default()); MAX_HEADERS],
-        count: req.headers.len(),
-        close: false,
-    });
+    head.len = len;
+    head.method = method;
+    head.path = Span::of(buf, path.as_bytes());
+    head.query = query.map(|q| Span::of(buf, q.as_bytes()));
+    head.count = req.headers.len();
+    head.close = false;
     let mut hosts = 0;
     for (slot, h) in head.fields.iter_mut().zip(req.headers.iter()) {
         *slot = (Span::of(buf, h.name.as_bytes()), Span::of(buf, h.value));
@@ -216,6 +234,10 @@ fn parse_head(buf: &[u8]) -> Parsed {
             return Parsed::Pingora;
         } else if name.eq_ignore_ascii_case(b"host") {
             hosts += 1;
+            // Userinfo in Host is refused by Pingora's authority checks (400).
+            if h.value.contains(&b'@') {
+                return Parsed::Pingora;
+            }
         } else if name.eq_ignore_ascii_case(b"connection") {
             // `keep-alive` and `close` are the everyday values; one naming other fields (to be
             // stripped) is left to Pingora's sanitizer.
@@ -232,7 +254,7 @@ fn parse_head(buf: &[u8]) -> Parsed {
     if hosts != 1 {
         return Parsed::Pingora;
     }
-    Parsed::Head(head)
+    Parsed::Lane
 }
 
 /// How the upstream frames its response body.
@@ -245,13 +267,42 @@ enum Framing {
     Close,
 }
 
-/// The upstream's response head, parsed in `upbuf`.
+/// The upstream's response head, parsed in place in `upbuf`. One per connection, reused.
 struct UpHead {
     len: usize,
     status: u16,
+    reason: Span,
+    fields: [(Span, Span); UP_MAX_HEADERS],
+    count: usize,
     framing: Framing,
     /// The upstream connection can carry another request once the body is read.
     reusable: bool,
+}
+
+impl UpHead {
+    fn new() -> Box<UpHead> {
+        Box::new(UpHead {
+            len: 0,
+            status: 0,
+            reason: Span::default(),
+            fields: [(Span::default(), Span::default()); UP_MAX_HEADERS],
+            count: 0,
+            framing: Framing::None,
+            reusable: false,
+        })
+    }
+
+    fn fields<'b>(&'b self, buf: &'b [u8]) -> impl Iterator<Item = (&'b [u8], &'b [u8])> {
+        self.fields[..self.count].iter().map(move |(n, v)| (n.get(buf), v.get(buf)))
+    }
+
+    /// Whether the upstream's `Connection` header names the field `name` (to be dropped,
+    /// RFC 9110 §7.6.1).
+    fn nominated(&self, buf: &[u8], name: &[u8]) -> bool {
+        self.fields(buf)
+            .filter(|(n, _)| n.eq_ignore_ascii_case(b"connection"))
+            .any(|(_, v)| v.split(|b| *b == b',').map(<[u8]>::trim_ascii).any(|t| t.eq_ignore_ascii_case(name)))
+    }
 }
 
 /// Why an exchange ended without a complete response.
@@ -270,6 +321,10 @@ fn up_err(etype: ErrorType, context: &'static str, cause: Option<std::io::Error>
     Failure::Upstream(e.into_up())
 }
 
+fn bad_response(context: &'static str) -> Failure {
+    up_err(ErrorType::InvalidHTTPHeader, context, None)
+}
+
 struct Conn {
     stream: Stream,
     /// Bytes read from the client and not yet consumed: the head being read, and anything the
@@ -280,6 +335,9 @@ struct Conn {
     /// What goes out next (the upstream request head, or response bytes for the client).
     out: Vec<u8>,
     client: Option<IpAddr>,
+    shutdown: ShutdownWatch,
+    /// Whether any byte of the current response reached the client.
+    written: bool,
 }
 
 /// What to do with the connection after a request.
@@ -288,36 +346,56 @@ enum Next {
     Close,
 }
 
+/// How a proxied request ended, for the log: the status sent (0: none) and body bytes.
+struct Sent {
+    status: u16,
+    body: usize,
+}
+
 impl Conn {
-    async fn serve(&mut self, lane: &Arc<Lane>, direct: &Direct, shutdown: &ShutdownWatch) {
+    async fn serve(&mut self, lane: &Arc<Lane>, direct: &Direct) {
+        let mut head = Head::new();
+        let mut up_head = UpHead::new();
         loop {
-            let head = match self.read_head().await {
-                Some(Parsed::Head(head)) => head,
+            match self.read_head(&mut head).await {
+                Some(Parsed::Lane) => {}
                 Some(Parsed::Pingora) => {
                     // Everything read so far is the request (and perhaps its body).
                     let all = self.inbuf.len();
-                    if self.handoff(lane, all, shutdown).await {
+                    if self.handoff(lane, all).await {
                         continue;
                     }
                     return;
                 }
                 Some(Parsed::Partial) | None => return,
-            };
-            let next = self.request(lane, direct, &head, shutdown).await;
+            }
+            let next = self.request(lane, direct, &head, &mut up_head).await;
             if matches!(next, Next::Close) {
                 let _ = self.stream.shutdown().await;
                 return;
+            }
+            // A large response leaves large buffers: they go back rather than stay with an
+            // idle keep-alive connection.
+            if self.upbuf.capacity() > BUF_KEEP && self.upbuf.is_empty() {
+                self.upbuf = BytesMut::with_capacity(4096);
+            }
+            if self.out.capacity() > BUF_KEEP {
+                self.out = Vec::with_capacity(4096);
+            }
+            if self.inbuf.capacity() > BUF_KEEP && self.inbuf.is_empty() {
+                self.inbuf = BytesMut::with_capacity(4096);
             }
         }
     }
 
     /// Reads until a request head is complete. `None`: the client closed, failed or was
-    /// silent for [`CLIENT_TIMEOUT`].
-    async fn read_head(&mut self) -> Option<Parsed> {
+    /// silent for [`CLIENT_TIMEOUT`], or the server is shutting down while the connection is
+    /// idle.
+    async fn read_head(&mut self, head: &mut Head) -> Option<Parsed> {
         let deadline = Instant::now() + CLIENT_TIMEOUT;
         loop {
             if !self.inbuf.is_empty() {
-                match parse_head(&self.inbuf) {
+                match parse_head(&self.inbuf, head) {
                     Parsed::Partial => {}
                     done => return Some(done),
                 }
@@ -326,27 +404,41 @@ impl Conn {
             if self.inbuf.capacity() - self.inbuf.len() < 1024 {
                 self.inbuf.reserve(4096);
             }
-            match pingora_timeout::timeout(left, self.stream.read_buf(&mut self.inbuf)).await {
-                Ok(Ok(n)) if n > 0 => {}
-                _ => return None,
+            let idle = self.inbuf.is_empty();
+            if idle && *self.shutdown.borrow() {
+                return None;
+            }
+            let (stream, inbuf, shutdown) = (&mut self.stream, &mut self.inbuf, &mut self.shutdown);
+            tokio::select! {
+                biased;
+                r = pingora_timeout::timeout(left, stream.read_buf(inbuf)) => match r {
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => return None,
+                },
+                // An idle keep-alive connection closes when the server starts shutting down,
+                // as Pingora's own sessions do.
+                _ = shutdown.changed(), if idle => return None,
             }
         }
     }
 
     /// Hands the first `prefix` bytes read (a request, or its start) and the connection to
     /// Pingora's proxy app for one request. `true`: the connection came back for more.
-    async fn handoff(&mut self, lane: &Arc<Lane>, prefix: usize, shutdown: &ShutdownWatch) -> bool {
+    async fn handoff(&mut self, lane: &Arc<Lane>, prefix: usize) -> bool {
         let prefix = self.inbuf.split_to(prefix);
         // The stream is lent to Pingora's session; an empty stand-in holds its place meanwhile.
         let stream = std::mem::replace(&mut self.stream, Box::new(std::io::Cursor::new(Vec::<u8>::new())));
         let mut session = ServerSession::new_http1(stream);
-        session.set_keepalive(if *shutdown.borrow() { None } else { Some(CLIENT_TIMEOUT.as_secs()) });
+        session.set_keepalive(if *self.shutdown.borrow() { None } else { Some(CLIENT_TIMEOUT.as_secs()) });
         if !prefix.is_empty() {
             session.set_pipelined_prefix(prefix);
         }
-        match lane.proxy.process_new_http(session, shutdown).await {
+        match lane.proxy.process_new_http(session, &self.shutdown).await {
             Some(reused) => {
-                // Pipelining is off in Pingora's sessions, so nothing read ahead is lost.
+                // Only the stream is taken back. Its persistent settings could carry bytes
+                // Pingora read ahead (a pipelined prefix), but Pingora's sessions keep
+                // pipelining off, so there are none: it does not reuse a connection it
+                // over-read on. Revisit if pingora-proxy ever turns pipelining on.
                 self.stream = reused.consume().0;
                 true
             }
@@ -355,7 +447,7 @@ impl Conn {
     }
 
     /// One request with a complete head at the start of `inbuf`.
-    async fn request(&mut self, lane: &Arc<Lane>, direct: &Direct, head: &Head, shutdown: &ShutdownWatch) -> Next {
+    async fn request(&mut self, lane: &Arc<Lane>, direct: &Direct, head: &Head, up_head: &mut UpHead) -> Next {
         let gw = &lane.gateway;
         let mut ctx = RequestCtx::new(gw.store.load());
         let admitted = {
@@ -368,42 +460,44 @@ impl Conn {
             // Answered by Pingora's path, which decides again (a reply, a mock, a preflight,
             // introspection, or a target over TLS). The head has no body, so the bytes after
             // it (a pipelined request) stay here.
-            return if self.handoff(lane, head.len, shutdown).await { Next::KeepAlive } else { Next::Close };
+            return if self.handoff(lane, head.len).await { Next::KeepAlive } else { Next::Close };
         }
 
-        let close = head.close || *shutdown.borrow();
-        let result = self.exchange(gw, direct, head, &mut ctx, close).await;
-        let (status, bytes_sent, next) = match result {
-            Ok((status, sent, next)) => (status, sent, if close { Next::Close } else { next }),
-            Err((Failure::ClientGone, _)) => (0, 0, Next::Close),
-            Err((Failure::Upstream(e), answered)) => {
-                if answered {
-                    // The response head is out: the only signal left is to close.
-                    (0, 0, Next::Close)
-                } else {
-                    let status = self.problem(&ctx, head, &e).await;
-                    (status, 0, Next::Close)
+        let close = head.close || *self.shutdown.borrow();
+        self.written = false;
+        let mut sent = Sent { status: 0, body: 0 };
+        let result = self.exchange(gw, direct, head, up_head, &mut ctx, close, &mut sent).await;
+        let next = match result {
+            Ok(()) if close => Next::Close,
+            Ok(()) => Next::KeepAlive,
+            Err(Failure::ClientGone) => Next::Close,
+            Err(Failure::Upstream(e)) => {
+                // Once a byte of the response is out, the only signal left is to close.
+                if !self.written {
+                    sent.status = self.problem(&mut ctx, head, &e).await;
                 }
+                Next::Close
             }
         };
         let view = View { head, buf: &self.inbuf };
-        gw.finish(&ctx, status, || RequestFacts {
+        gw.finish(&ctx, sent.status, || RequestFacts {
             method: head.method.as_str(),
             host: view.header("host").and_then(|h| std::str::from_utf8(h).ok()).unwrap_or(""),
             path: view.path(),
             client: self.client,
             http: "1.1",
-            bytes_sent,
+            bytes_sent: sent.body,
         });
-        self.inbuf.advance_past(head.len);
+        self.inbuf.advance(head.len.min(self.inbuf.len()));
         next
     }
 
     /// Answers a failed exchange with the proxy path's problem (`fail_to_proxy`). Returns
     /// the status sent (0 when the client is gone).
-    async fn problem(&mut self, ctx: &RequestCtx, head: &Head, e: &Error) -> u16 {
+    async fn problem(&mut self, ctx: &mut RequestCtx, head: &Head, e: &Error) -> u16 {
         let (Some(code), detail) = crate::proxy::classify(e) else { return 0 };
         tracing::debug!(error = %e, "fast lane exchange failed");
+        ctx.problem = Some(code);
         FAMILIES.rejections.with_label_values(&[code.policy(), code.as_str()]).inc();
         let body = crate::respond::problem_body(code, detail, &ctx.request_id);
         let status = code.status();
@@ -421,36 +515,38 @@ impl Conn {
         if head.method != Method::HEAD {
             out.extend_from_slice(&body);
         }
-        match write_all(&mut self.stream, &self.out).await {
+        match self.flush_out().await {
             Ok(()) => status.as_u16(),
             Err(_) => 0,
         }
     }
 
-    /// Proxies the request: `Ok((status, body bytes sent, keep-alive?))`, or the failure and
-    /// whether the response head had already been sent.
+    /// Proxies the request, filling `sent` as the response goes out.
+    #[allow(clippy::too_many_arguments)]
     async fn exchange(
         &mut self,
         gw: &Gateway,
         direct: &Direct,
         head: &Head,
+        up_head: &mut UpHead,
         ctx: &mut RequestCtx,
         close: bool,
-    ) -> Result<(u16, usize, Next), (Failure, bool)> {
+        sent: &mut Sent,
+    ) -> Result<(), Failure> {
         let idempotent = head.method.is_idempotent();
         let mut resend_to: Option<usize> = None;
         let mut resent = false;
         // Targets are borrowed from the snapshot while `ctx` records the attempts.
         let snapshot = Arc::clone(&ctx.snapshot);
         let api = ctx.api.and_then(|i| snapshot.api(i));
-        let (mut up, up_head, key, idle_timeout_ms, read_timeout) = loop {
+        let (mut up, key, idle_timeout_ms, read_timeout) = loop {
             let (idx, peer, key, idle_timeout_ms, retries, untried_left) = {
-                let endpoint = api.and_then(|a| a.endpoint.as_ref()).ok_or_else(|| (up_err(ErrorType::HTTPStatus(502), "API has no endpoint", None), false))?;
+                let endpoint = api.and_then(|a| a.endpoint.as_ref()).ok_or_else(|| up_err(ErrorType::HTTPStatus(502), "API has no endpoint", None))?;
                 let idx = match resend_to {
                     Some(i) => i,
-                    None => endpoint.select(ctx.tried, now_ms()).ok_or_else(|| (up_err(ErrorType::ConnectNoRoute, "every target was tried", None), false))?,
+                    None => endpoint.select(ctx.tried, now_ms()).ok_or_else(|| up_err(ErrorType::ConnectNoRoute, "every target was tried", None))?,
                 };
-                let p = endpoint.targets.get(idx).and_then(crate::upstream::prepared).ok_or_else(|| (up_err(ErrorType::InternalError, "target was not prepared", None), false))?;
+                let p = endpoint.targets.get(idx).and_then(crate::upstream::prepared).ok_or_else(|| up_err(ErrorType::InternalError, "target was not prepared", None))?;
                 let untried_left = ((ctx.tried | 1 << idx).count_ones() as usize) < endpoint.targets.len();
                 (idx, &p.peer, p.reuse_key, endpoint.idle_timeout.as_millis() as u64, endpoint.retries, untried_left)
             };
@@ -468,7 +564,7 @@ impl Conn {
             let mut up = match pooled {
                 Some(s) => s,
                 // Boxed: the connect future is several KiB and would otherwise be part of
-                // every request's future.
+                // every connection's future.
                 None => match Box::pin(direct.connector.new_stream(peer)).await {
                     Ok(s) => s,
                     Err(e) => {
@@ -477,28 +573,28 @@ impl Conn {
                         if ctx.attempts <= retries && untried_left {
                             continue;
                         }
-                        return Err((Failure::Upstream(e.more_context(format!("Peer: {peer}")).into_up()), false));
+                        return Err(Failure::Upstream(e.more_context(format!("Peer: {peer}")).into_up()));
                     }
                 },
             };
 
             {
                 let view = View { head, buf: &self.inbuf };
-                let tls = false;
-                let edits = upstream_edits(ctx, &view, view.path(), view.query(), None, self.client, tls)
-                    .map_err(|why| (up_err(ErrorType::InternalError, why, None), false))?;
+                let edits = upstream_edits(ctx, &view, view.path(), view.query(), None, self.client, false)
+                    .map_err(|why| up_err(ErrorType::InternalError, why, None))?;
                 upstream_head(&mut self.out, &view, &edits, &ctx.request_id);
             }
             ctx.upstream_sent = Some(Instant::now());
             self.upbuf.clear();
-            let sent = match pingora_timeout::timeout(write_timeout, write_all(&mut up, &self.out)).await {
-                Ok(Ok(())) => self.read_up_head(&mut up, read_timeout, head.method == Method::HEAD).await,
+            let result = match pingora_timeout::timeout(write_timeout, write_all(&mut up, &self.out)).await {
+                Ok(Ok(())) => self.read_up_head(&mut up, up_head, read_timeout, head.method == Method::HEAD).await,
                 Ok(Err(e)) => Err(up_err(ErrorType::WriteError, "writing the request upstream", Some(e))),
                 Err(_) => Err(up_err(ErrorType::WriteTimedout, "writing the request upstream", None)),
             };
-            match sent {
-                Ok(h) => break (up, h, key, idle_timeout_ms, read_timeout),
-                Err(Failure::ClientGone) => return Err((Failure::ClientGone, false)),
+            self.out.clear();
+            match result {
+                Ok(()) => break (up, key, idle_timeout_ms, read_timeout),
+                Err(Failure::ClientGone) => return Err(Failure::ClientGone),
                 Err(Failure::Upstream(e)) => {
                     // A kept connection the upstream had closed: nothing was answered, so an
                     // idempotent request is sent once more on a new connection, no strike.
@@ -513,53 +609,56 @@ impl Conn {
                         gw.strike(ctx, if timeout { "timeout" } else { "error" });
                     }
                     let peer = ctx.target().map_or("", |t| t.url.as_str());
-                    return Err((Failure::Upstream(e.more_context(format!("Peer: {peer}"))), false));
+                    return Err(Failure::Upstream(e.more_context(format!("Peer: {peer}"))));
                 }
             }
         };
         ctx.upstream_answered();
         FAMILIES.upstream_fast_path.inc();
 
-        // The response head for the client.
-        let upbuf = std::mem::take(&mut self.upbuf);
+        // The response head for the client, then the body.
         {
             let view = View { head, buf: &self.inbuf };
-            response_head(&mut self.out, &upbuf[..up_head.len], &up_head, ctx, &view, close).map_err(|e| (e, false))?;
+            response_head(&mut self.out, &self.upbuf, up_head, ctx, &view, close);
         }
-        self.upbuf = upbuf;
-        let _ = self.upbuf.split_to(up_head.len);
-
-        let (sent, up_clean) = self.forward_body(&mut up, up_head.framing, read_timeout).await.map_err(|e| {
-            if let Failure::Upstream(e) = &e {
-                let timeout = matches!(e.etype(), ErrorType::ReadTimedout);
-                gw.strike(ctx, if timeout { "timeout" } else { "error" });
+        sent.status = up_head.status;
+        self.upbuf.advance(up_head.len);
+        let up_clean = match self.forward_body(&mut up, up_head.framing, read_timeout, &mut sent.body).await {
+            Ok(clean) => clean,
+            Err(e) => {
+                if let Failure::Upstream(e) = &e {
+                    let timeout = matches!(e.etype(), ErrorType::ReadTimedout);
+                    gw.strike(ctx, if timeout { "timeout" } else { "error" });
+                }
+                return Err(e);
             }
-            (e, true)
-        })?;
+        };
         if up_head.reusable && up_clean {
             put(key, up, now_ms(), idle_timeout_ms, direct.per_target, direct.total);
         }
-        Ok((up_head.status, sent, Next::KeepAlive))
+        Ok(())
     }
 
-    /// Reads the upstream's final response head into `upbuf` (interim 1xx heads are read
-    /// and dropped), watching the client meanwhile: one that hangs up ends the exchange.
-    async fn read_up_head(&mut self, up: &mut Stream, read_timeout: Duration, head_request: bool) -> Result<UpHead, Failure> {
+    /// Reads the upstream's final response head into `upbuf` and `up_head` (interim 1xx
+    /// heads are read and dropped), watching the client meanwhile: one that hangs up ends the
+    /// exchange.
+    async fn read_up_head(&mut self, up: &mut Stream, up_head: &mut UpHead, read_timeout: Duration, head_request: bool) -> Result<(), Failure> {
         let deadline = Instant::now() + read_timeout;
         let mut watch_client = true;
         loop {
             if !self.upbuf.is_empty() {
-                match parse_up_head(&self.upbuf, head_request)? {
-                    Some(h) if (100..200).contains(&h.status) => {
-                        if h.status == 101 {
-                            return Err(up_err(ErrorType::InvalidHTTPHeader, "101 to a request without Upgrade", None));
-                        }
-                        let _ = self.upbuf.split_to(h.len);
-                        continue;
+                if parse_up_head(&self.upbuf, up_head, head_request)? {
+                    if up_head.status == 101 {
+                        return Err(bad_response("101 to a request without Upgrade"));
                     }
-                    Some(h) => return Ok(h),
-                    None if self.upbuf.len() > HEAD_LIMIT => return Err(up_err(ErrorType::InvalidHTTPHeader, "response head too large", None)),
-                    None => {}
+                    if up_head.status >= 200 {
+                        return Ok(());
+                    }
+                    self.upbuf.advance(up_head.len);
+                    continue;
+                }
+                if self.upbuf.len() > UP_HEAD_LIMIT {
+                    return Err(bad_response("response head too large"));
                 }
             }
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
@@ -586,29 +685,26 @@ impl Conn {
         }
     }
 
-    /// Writes `out` (the response head), then the body: `Ok((body bytes sent, whether the
-    /// upstream connection ended cleanly at the end of the body))`.
-    async fn forward_body(&mut self, up: &mut Stream, framing: Framing, read_timeout: Duration) -> Result<(usize, bool), Failure> {
-        let mut sent = 0usize;
+    /// Sends `out` (the response head) and the body: `Ok(whether the upstream connection
+    /// ended cleanly with the body)`. What is in hand goes out before each wait for the
+    /// upstream, so a slow or streamed body reaches the client as it comes.
+    async fn forward_body(&mut self, up: &mut Stream, framing: Framing, read_timeout: Duration, sent: &mut usize) -> Result<bool, Failure> {
         match framing {
             Framing::None => {
                 self.flush_out().await?;
-                Ok((0, self.upbuf.is_empty()))
+                Ok(self.upbuf.is_empty())
             }
             Framing::Length(total) => {
                 let mut left = total;
                 loop {
                     let n = (self.upbuf.len() as u64).min(left) as usize;
                     self.out.extend_from_slice(&self.upbuf[..n]);
-                    let _ = self.upbuf.split_to(n);
+                    self.upbuf.advance(n);
                     left -= n as u64;
-                    sent += n;
+                    *sent += n;
+                    self.flush_out().await?;
                     if left == 0 {
-                        self.flush_out().await?;
-                        return Ok((sent, self.upbuf.is_empty()));
-                    }
-                    if self.out.len() >= WRITE_BATCH {
-                        self.flush_out().await?;
+                        return Ok(self.upbuf.is_empty());
                     }
                     if self.read_up(up, read_timeout).await? == 0 {
                         return Err(up_err(ErrorType::ConnectionClosed, "the upstream closed mid-body", None));
@@ -618,28 +714,23 @@ impl Conn {
             Framing::Close => loop {
                 if !self.upbuf.is_empty() {
                     chunk(&mut self.out, &self.upbuf);
-                    sent += self.upbuf.len();
+                    *sent += self.upbuf.len();
                     self.upbuf.clear();
                 }
-                if self.out.len() >= WRITE_BATCH {
-                    self.flush_out().await?;
-                }
+                self.flush_out().await?;
                 if self.read_up(up, read_timeout).await? == 0 {
                     self.out.extend_from_slice(b"0\r\n\r\n");
                     self.flush_out().await?;
-                    return Ok((sent, false));
+                    return Ok(false);
                 }
             },
             Framing::Chunked => {
                 let mut dechunk = Dechunk::default();
                 loop {
-                    sent += dechunk.run(&mut self.upbuf, &mut self.out).map_err(|why| up_err(ErrorType::InvalidHTTPHeader, why, None))?;
+                    *sent += dechunk.run(&mut self.upbuf, &mut self.out).map_err(bad_response)?;
+                    self.flush_out().await?;
                     if dechunk.done() {
-                        self.flush_out().await?;
-                        return Ok((sent, self.upbuf.is_empty()));
-                    }
-                    if self.out.len() >= WRITE_BATCH {
-                        self.flush_out().await?;
+                        return Ok(self.upbuf.is_empty());
                     }
                     if self.read_up(up, read_timeout).await? == 0 {
                         return Err(up_err(ErrorType::ConnectionClosed, "the upstream closed mid-body", None));
@@ -660,7 +751,12 @@ impl Conn {
         }
     }
 
+    /// Writes `out` to the client (nothing when empty), within [`CLIENT_TIMEOUT`].
     async fn flush_out(&mut self) -> Result<(), Failure> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        self.written = true;
         let r = pingora_timeout::timeout(CLIENT_TIMEOUT, write_all(&mut self.stream, &self.out)).await;
         self.out.clear();
         match r {
@@ -673,21 +769,6 @@ impl Conn {
 async fn write_all(stream: &mut Stream, bytes: &[u8]) -> std::io::Result<()> {
     stream.write_all(bytes).await?;
     stream.flush().await
-}
-
-trait AdvancePast {
-    fn advance_past(&mut self, n: usize);
-}
-
-impl AdvancePast for BytesMut {
-    /// Drops the first `n` bytes; an emptied buffer keeps its allocation.
-    fn advance_past(&mut self, n: usize) {
-        if n >= self.len() {
-            self.clear();
-        } else {
-            let _ = self.split_to(n);
-        }
-    }
 }
 
 fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -742,37 +823,48 @@ fn upstream_head(out: &mut Vec<u8>, view: &View<'_>, edits: &UpstreamEdits<'_>, 
     out.extend_from_slice(b"\r\n");
 }
 
-/// Parses the upstream's response head at the start of `buf`; `Ok(None)`: incomplete.
-fn parse_up_head(buf: &[u8], head_request: bool) -> Result<Option<UpHead>, Failure> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+/// Parses the upstream's response head at the start of `buf` into `h`; `Ok(false)`: not
+/// complete yet. Pingora's leniencies for responses apply (spaces before the colon, folded
+/// lines); its limits too (256 fields; the caller bounds the size).
+fn parse_up_head(buf: &[u8], h: &mut UpHead, head_request: bool) -> Result<bool, Failure> {
+    let mut fields = [httparse::EMPTY_HEADER; UP_MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut fields);
-    let len = match resp.parse(buf) {
+    let parsed = httparse::ParserConfig::default()
+        .allow_spaces_after_header_name_in_responses(true)
+        .allow_obsolete_multiline_headers_in_responses(true)
+        .parse_response(&mut resp, buf);
+    let len = match parsed {
         Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(_) => return Err(up_err(ErrorType::InvalidHTTPHeader, "the upstream sent a malformed response head", None)),
+        Ok(httparse::Status::Partial) => return Ok(false),
+        Err(_) => return Err(bad_response("the upstream sent a malformed response head")),
     };
     let (Some(status), Some(version)) = (resp.code, resp.version) else {
-        return Err(up_err(ErrorType::InvalidHTTPHeader, "the upstream sent a malformed response head", None));
+        return Err(bad_response("the upstream sent a malformed response head"));
     };
+    if status < 100 {
+        return Err(bad_response("the upstream sent a status below 100"));
+    }
     let mut length: Option<u64> = None;
     let mut chunked = false;
     let mut close = version == 0;
-    for h in resp.headers.iter() {
-        let name = h.name.as_bytes();
+    h.count = resp.headers.len();
+    for (slot, f) in h.fields.iter_mut().zip(resp.headers.iter()) {
+        *slot = (Span::of(buf, f.name.as_bytes()), Span::of(buf, f.value));
+        let name = f.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
-            let n = std::str::from_utf8(h.value).ok().filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())).and_then(|v| v.parse::<u64>().ok());
+            let n = std::str::from_utf8(f.value).ok().filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())).and_then(|v| v.parse::<u64>().ok());
             match (n, length) {
                 (Some(n), None) => length = Some(n),
                 (Some(n), Some(m)) if n == m => {}
-                _ => return Err(up_err(ErrorType::InvalidHTTPHeader, "the upstream sent an invalid Content-Length", None)),
+                _ => return Err(bad_response("the upstream sent an invalid Content-Length")),
             }
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            if !h.value.trim_ascii().eq_ignore_ascii_case(b"chunked") {
-                return Err(up_err(ErrorType::InvalidHTTPHeader, "the upstream used a transfer coding other than chunked", None));
+            if !f.value.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                return Err(bad_response("the upstream used a transfer coding other than chunked"));
             }
             chunked = true;
         } else if name.eq_ignore_ascii_case(b"connection") {
-            for token in h.value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+            for token in f.value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
                 if token.eq_ignore_ascii_case(b"close") {
                     close = true;
                 } else if token.eq_ignore_ascii_case(b"keep-alive") && version == 0 {
@@ -781,7 +873,10 @@ fn parse_up_head(buf: &[u8], head_request: bool) -> Result<Option<UpHead>, Failu
             }
         }
     }
-    let framing = if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
+    h.len = len;
+    h.status = status;
+    h.reason = Span::of(buf, resp.reason.unwrap_or("").as_bytes());
+    h.framing = if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
         Framing::None
     } else if chunked {
         Framing::Chunked
@@ -790,55 +885,67 @@ fn parse_up_head(buf: &[u8], head_request: bool) -> Result<Option<UpHead>, Failu
     } else {
         Framing::Close
     };
-    Ok(Some(UpHead { len, status, framing, reusable: !close && framing != Framing::Close }))
+    // Both Content-Length and chunked: chunked wins, but such an upstream connection is not
+    // trusted with another request (RFC 9112 §6.3).
+    h.reusable = !close && h.framing != Framing::Close && !(chunked && length.is_some());
+    Ok(true)
 }
 
 /// The client's response head from the upstream's: hop-by-hop fields (and any the upstream's
-/// `Connection` names) dropped, the gateway's headers set, the framing the lane will send.
-fn response_head(out: &mut Vec<u8>, up: &[u8], h: &UpHead, ctx: &RequestCtx, view: &View<'_>, close: bool) -> Result<(), Failure> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut fields);
-    if !matches!(resp.parse(up), Ok(httparse::Status::Complete(_))) {
-        return Err(up_err(ErrorType::InvalidHTTPHeader, "the upstream sent a malformed response head", None));
-    }
-    // The gateway's headers, gathered first: those it inserts replace the upstream's.
+/// `Connection` names) dropped, the gateway's headers set, the framing the lane sends.
+fn response_head(out: &mut Vec<u8>, buf: &[u8], h: &UpHead, ctx: &RequestCtx, view: &View<'_>, close: bool) {
+    // The gateway's headers, gathered first: those it inserts replace the upstream's. (No
+    // allocation unless the API has lifecycle or CORS headers.)
     let mut ours: Vec<(http::HeaderName, http::HeaderValue, Combine)> = Vec::new();
     response_edits(ctx, view, |n, v, c| ours.push((n.clone(), v.clone(), c)));
-    let nominated = |name: &[u8]| {
-        resp.headers.iter().filter(|f| f.name.eq_ignore_ascii_case("connection")).any(|f| {
-            f.value.split(|b| *b == b',').map(<[u8]>::trim_ascii).any(|t| t.eq_ignore_ascii_case(name))
-        })
-    };
     out.clear();
     out.extend_from_slice(b"HTTP/1.1 ");
     let _ = std::io::Write::write_fmt(out, format_args!("{} ", h.status));
-    match resp.reason.filter(|r| !r.is_empty()) {
-        Some(r) => out.extend_from_slice(r.as_bytes()),
-        None => out.extend_from_slice(http::StatusCode::from_u16(h.status).ok().and_then(|s| s.canonical_reason()).unwrap_or("").as_bytes()),
+    let reason = h.reason.get(buf);
+    if reason.is_empty() {
+        out.extend_from_slice(http::StatusCode::from_u16(h.status).ok().and_then(|s| s.canonical_reason()).unwrap_or("").as_bytes());
+    } else {
+        out.extend_from_slice(reason);
     }
     out.extend_from_slice(b"\r\n");
-    for f in resp.headers.iter() {
-        let name = f.name.as_bytes();
-        let replaced = name.eq_ignore_ascii_case(b"x-request-id")
-            || ours.iter().any(|(n, _, c)| *c == Combine::Insert && n.as_str().as_bytes().eq_ignore_ascii_case(name));
-        let length_dropped = h.framing == Framing::Chunked && name.eq_ignore_ascii_case(b"content-length");
-        if is_hop_by_hop(name) || replaced || length_dropped || nominated(name) {
+    for (name, value) in h.fields(buf) {
+        // The framing fields are the lane's to write (below), whatever `Connection` says.
+        let framing = name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"transfer-encoding");
+        if framing {
+            // A HEAD, 204 or 304 answer keeps the upstream's Content-Length as information.
+            if h.framing == Framing::None && name.eq_ignore_ascii_case(b"content-length") {
+                field(out, name, value);
+            }
             continue;
         }
-        field(out, name, f.value);
+        let replaced = name.eq_ignore_ascii_case(b"x-request-id")
+            || ours.iter().any(|(n, _, c)| *c == Combine::Insert && n.as_str().as_bytes().eq_ignore_ascii_case(name));
+        if is_hop_by_hop(name) || replaced || h.nominated(buf, name) {
+            continue;
+        }
+        if value.iter().any(|b| matches!(b, b'\r' | b'\n')) {
+            // A folded line (obs-fold) is forwarded unfolded (RFC 9112 §5.2).
+            let unfolded: Vec<u8> = value.iter().map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }).collect();
+            field(out, name, &unfolded);
+        } else {
+            field(out, name, value);
+        }
     }
     field(out, b"X-Request-Id", ctx.request_id.as_bytes());
     for (n, v, _) in &ours {
         field(out, n.as_str().as_bytes(), v.as_bytes());
     }
-    if matches!(h.framing, Framing::Chunked | Framing::Close) {
-        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+    match h.framing {
+        Framing::Length(n) => {
+            let _ = std::io::Write::write_fmt(out, format_args!("Content-Length: {n}\r\n"));
+        }
+        Framing::Chunked | Framing::Close => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        Framing::None => {}
     }
     if close {
         out.extend_from_slice(b"Connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    Ok(())
 }
 
 /// Appends `data` as one chunk.
@@ -889,7 +996,7 @@ impl Dechunk {
                         return Err("malformed chunk size");
                     }
                     let size = std::str::from_utf8(&line[..digits]).ok().and_then(|s| u64::from_str_radix(s, 16).ok()).ok_or("malformed chunk size")?;
-                    let _ = buf.split_to(end + 2);
+                    buf.advance(end + 2);
                     self.state = if size == 0 { ChunkState::Trailers } else { ChunkState::Data(size) };
                 }
                 ChunkState::Data(left) => {
@@ -898,7 +1005,7 @@ impl Dechunk {
                     }
                     let n = (buf.len() as u64).min(left) as usize;
                     chunk(out, &buf[..n]);
-                    let _ = buf.split_to(n);
+                    buf.advance(n);
                     data += n;
                     self.state = if left == n as u64 { ChunkState::DataEnd } else { ChunkState::Data(left - n as u64) };
                 }
@@ -909,14 +1016,14 @@ impl Dechunk {
                     if &buf[..2] != b"\r\n" {
                         return Err("chunk data not followed by CRLF");
                     }
-                    let _ = buf.split_to(2);
+                    buf.advance(2);
                     self.state = ChunkState::Size;
                 }
                 ChunkState::Trailers => {
                     let Some(end) = buf.windows(2).position(|w| w == b"\r\n") else {
                         return if buf.len() > CHUNK_LINE_LIMIT { Err("trailer field too long") } else { Ok(data) };
                     };
-                    let _ = buf.split_to(end + 2);
+                    buf.advance(end + 2);
                     if end == 0 {
                         out.extend_from_slice(b"0\r\n\r\n");
                         self.state = ChunkState::Done;
@@ -965,7 +1072,8 @@ mod tests {
 
     #[test]
     fn heads_the_lane_leaves_to_pingora() {
-        let lane = |raw: &str| matches!(parse_head(raw.as_bytes()), Parsed::Head(_));
+        let mut head = Head::new();
+        let mut lane = |raw: &str| matches!(parse_head(raw.as_bytes(), &mut head), Parsed::Lane);
         assert!(lane("GET /a?b=c HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n"));
         assert!(lane("GET /a HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"));
         assert!(!lane("GET /a HTTP/1.0\r\nHost: x\r\n\r\n"));
@@ -980,18 +1088,22 @@ mod tests {
         assert!(!lane("GET /a{b} HTTP/1.1\r\nHost: x\r\n\r\n"));
         assert!(!lane("CONNECT x:443 HTTP/1.1\r\nHost: x\r\n\r\n"));
         assert!(!lane("GARBAGE\r\n\r\n"));
-        assert!(matches!(parse_head(b"GET /a HTTP/1.1\r\nHost: x\r\n"), Parsed::Partial));
+        assert!(!lane("GET /a HTTP/1.1\r\nHost: user@x\r\n\r\n"));
+        assert!(matches!(parse_head(b"GET /a HTTP/1.1\r\nHost: x\r\n", &mut head), Parsed::Partial));
         let mut big = b"GET /a HTTP/1.1\r\nHost: x\r\nX: ".to_vec();
         big.resize(HEAD_LIMIT + 10, b'a');
-        assert!(matches!(parse_head(&big), Parsed::Pingora));
+        assert!(matches!(parse_head(&big, &mut head), Parsed::Pingora));
     }
 
     #[test]
     fn upstream_framing() {
-        let f = |raw: &str, head: bool| parse_up_head(raw.as_bytes(), head).ok().flatten().map(|h| (h.framing, h.reusable));
+        let mut h = UpHead::new();
+        let mut f = |raw: &str, head: bool| match parse_up_head(raw.as_bytes(), &mut h, head) {
+            Ok(true) => Some((h.framing, h.reusable)),
+            _ => None,
+        };
         assert_eq!(f("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", false), Some((Framing::Length(5), true)));
         assert_eq!(f("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true), Some((Framing::None, true)));
-        assert_eq!(f("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", false), Some((Framing::Chunked, true)));
         assert_eq!(f("HTTP/1.1 200 OK\r\n\r\n", false), Some((Framing::Close, false)));
         assert_eq!(f("HTTP/1.1 204 No Content\r\n\r\n", false), Some((Framing::None, true)));
         assert_eq!(f("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n", false), Some((Framing::Length(1), false)));
@@ -1000,6 +1112,9 @@ mod tests {
         assert!(f("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", false).is_none());
         assert!(f("HTTP/1.1 200 OK\r\nContent-Length: +1\r\n\r\n", false).is_none());
         assert!(f("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", false).is_none());
-        assert!(matches!(parse_up_head(b"HTTP/1.1 200 OK\r\n", false), Ok(None)));
+        assert_eq!(f("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", false), Some((Framing::Chunked, false)));
+        assert!(f("HTTP/1.1 000 Zero\r\nContent-Length: 0\r\n\r\n", false).is_none());
+        assert_eq!(f("HTTP/1.1 200 OK\r\nX-Folded: a\r\n b\r\nContent-Length : 1\r\n\r\n", false), Some((Framing::Length(1), true)));
+        assert!(matches!(parse_up_head(b"HTTP/1.1 200 OK\r\n", &mut UpHead::new(), false), Ok(false)));
     }
 }

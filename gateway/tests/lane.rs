@@ -236,3 +236,93 @@ async fn heads_beyond_the_lane_limits_are_still_served_by_pingora() {
     // Pingora read them; its own direct exchange (`direct.rs`) then proxied them.
     assert_eq!(up.hits.load(std::sync::atomic::Ordering::SeqCst), 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn framing_fields_survive_a_connection_header_naming_them() {
+    // An upstream whose Connection header names Content-Length must not make the response
+    // unframed: the next response on the connection would be read as part of this body.
+    let port = raw_upstream(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: content-length, x-gone\r\nX-Gone: 1\r\n\r\nhello");
+    let gw = TestGateway::start(&config(&format!("http://127.0.0.1:{port}")));
+    let mut s = connect(&gw);
+    let mut rest = Vec::new();
+    for _ in 0..2 {
+        s.write_all(b"GET /svc/v1/x HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let (head, body) = read_response(&mut s, &mut rest);
+        assert!(head.contains("content-length: 5\r\n"), "{head}");
+        assert!(!head.contains("x-gone"), "{head}");
+        assert_eq!(body, b"hello");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_body_reaches_the_client_as_it_comes() {
+    // The head and the first part now, the rest after 3 s: the client must have the first
+    // part long before the rest.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nfirst,\r\n");
+                std::thread::sleep(Duration::from_secs(3));
+                let _ = s.write_all(b"4\r\nlast\r\n0\r\n\r\n");
+            });
+        }
+    });
+    let gw = TestGateway::start(&config(&format!("http://127.0.0.1:{port}")));
+    let mut s = connect(&gw);
+    s.write_all(b"GET /svc/v1/stream HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let started = std::time::Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(6).any(|w| w == b"first,") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(started.elapsed() < Duration::from_secs(2), "the first part waited for the rest: {:?}", started.elapsed());
+    let mut rest = got[got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4..].to_vec();
+    // Put the head back so read_response parses the whole response.
+    let mut all = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    all.append(&mut rest);
+    let (_, body) = read_response(&mut s, &mut all);
+    assert_eq!(body, b"first,last");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_lanes_problem_answers_are_logged_with_their_code() {
+    let port = raw_upstream(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n");
+    let gw = TestGateway::start(&config(&format!("http://127.0.0.1:{port}")));
+    let raw = gw.raw("GET /svc/v1/x HTTP/1.1\r\nHost: x\r\nX-Request-Id: logged-1\r\n\r\n");
+    assert!(raw.starts_with("HTTP/1.1 502"), "{raw}");
+    wait_for("the access log line", Duration::from_secs(5), || gw.access_log().contains("logged-1"));
+    let line = gw.access_log().lines().find(|l| l.contains("logged-1")).unwrap().to_string();
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["status"], 502);
+    assert_eq!(v["problem"], "upstream.error");
+    assert_eq!(v["api"], "svc");
+    assert_eq!(v["path"], "/svc/v1/x");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_keep_alive_connection_is_closed_when_the_gateway_shuts_down() {
+    let up = TestUpstream::start("a").await;
+    let gw = TestGateway::start(&config(&up.url()));
+    let mut s = connect(&gw);
+    let mut rest = Vec::new();
+    s.write_all(b"GET /svc/v1/x HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let (head, _) = read_response(&mut s, &mut rest);
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    // Idle now; graceful_shutdown_timeout is 10 s by default, but an idle connection has
+    // nothing to finish: it is closed at once (by the lane's shutdown watch, or by the
+    // runtime's shutdown, whichever comes first).
+    let started = std::time::Instant::now();
+    gw.signal("TERM");
+    let mut buf = [0u8; 16];
+    let n = s.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "the connection was closed");
+    assert!(started.elapsed() < Duration::from_secs(3), "closed only after {:?}", started.elapsed());
+}
