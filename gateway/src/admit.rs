@@ -33,9 +33,7 @@ pub enum Admission {
 }
 
 /// Seconds since the Unix epoch: the clock of token expiry checks.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
+pub use policies::state::unix_now;
 
 /// Decides what to do with a request whose target path is `raw_path`. Fills `ctx.api`,
 /// `ctx.resource` and, for a refused credential, `ctx.refused_application`.

@@ -7,13 +7,52 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::Instant;
 
-/// Milliseconds since the process's first call: the clock of health and ejection timers.
-/// Policies take `now_ms` as a parameter, so tests inject time instead of sleeping.
+/// Milliseconds since the process's first call: the clock of health and ejection timers and
+/// of idle upstream connections. Policies take `now_ms` as a parameter, so tests inject time
+/// instead of sleeping.
+///
+/// Read from the coarse monotonic clock (Linux: `CLOCK_MONOTONIC_COARSE`, a few ms of
+/// resolution, a fraction of a precise read's cost): these timers count in seconds, and the
+/// request path reads this clock several times per request.
 pub fn now_ms() -> u64 {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
+    static EPOCH: OnceLock<u64> = OnceLock::new();
+    let now = coarse::monotonic_ms();
+    now.saturating_sub(*EPOCH.get_or_init(|| now))
+}
+
+/// Seconds since the Unix epoch, from the coarse real-time clock: the clock of token expiry
+/// checks (whole seconds).
+pub fn unix_now() -> u64 {
+    coarse::unix_secs()
+}
+
+#[cfg(target_os = "linux")]
+mod coarse {
+    use nix::time::{clock_gettime, ClockId};
+
+    pub fn monotonic_ms() -> u64 {
+        clock_gettime(ClockId::CLOCK_MONOTONIC_COARSE).map_or(0, |t| (t.tv_sec() as u64).saturating_mul(1000) + t.tv_nsec() as u64 / 1_000_000)
+    }
+
+    pub fn unix_secs() -> u64 {
+        clock_gettime(ClockId::CLOCK_REALTIME_COARSE).map_or(0, |t| t.tv_sec().max(0) as u64)
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod coarse {
+    use std::sync::OnceLock;
+    use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+    pub fn monotonic_ms() -> u64 {
+        static BASE: OnceLock<Instant> = OnceLock::new();
+        BASE.get_or_init(Instant::now).elapsed().as_millis() as u64
+    }
+
+    pub fn unix_secs() -> u64 {
+        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    }
 }
 
 /// The registry of durable state.
