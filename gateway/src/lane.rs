@@ -274,8 +274,8 @@ struct UpHead {
     len: usize,
     status: u16,
     reason: Span,
-    fields: [(Span, Span); UP_MAX_HEADERS],
-    count: usize,
+    /// Grown to the largest head seen on the connection (up to [`UP_MAX_HEADERS`]).
+    fields: Vec<(Span, Span)>,
     framing: Framing,
     /// The upstream connection can carry another request once the body is read.
     reusable: bool,
@@ -287,15 +287,14 @@ impl UpHead {
             len: 0,
             status: 0,
             reason: Span::default(),
-            fields: [(Span::default(), Span::default()); UP_MAX_HEADERS],
-            count: 0,
+            fields: Vec::new(),
             framing: Framing::None,
             reusable: false,
         })
     }
 
     fn fields<'b>(&'b self, buf: &'b [u8]) -> impl Iterator<Item = (&'b [u8], &'b [u8])> {
-        self.fields[..self.count].iter().map(move |(n, v)| (n.get(buf), v.get(buf)))
+        self.fields.iter().map(move |(n, v)| (n.get(buf), v.get(buf)))
     }
 
     /// Whether the upstream's `Connection` header names the field `name` (to be dropped,
@@ -867,9 +866,9 @@ fn parse_up_head(buf: &[u8], h: &mut UpHead, head_request: bool) -> Result<bool,
     let mut length: Option<u64> = None;
     let mut chunked = false;
     let mut close = version == 0;
-    h.count = resp.headers.len();
-    for (slot, f) in h.fields.iter_mut().zip(resp.headers.iter()) {
-        *slot = (Span::of(buf, f.name.as_bytes()), Span::of(buf, f.value));
+    h.fields.clear();
+    for f in resp.headers.iter() {
+        h.fields.push((Span::of(buf, f.name.as_bytes()), Span::of(buf, f.value)));
         let name = f.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
             let n = std::str::from_utf8(f.value).ok().filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())).and_then(|v| v.parse::<u64>().ok());
