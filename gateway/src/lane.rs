@@ -10,13 +10,15 @@
 //! head and the response head straight into reused buffers, and keeps connections per worker
 //! thread (the direct exchange's pool).
 //!
-//! What it takes: HTTP/1.1 requests in origin form without a body, `Upgrade` or `Expect`,
-//! whose decision ([`admit`]) is "proxy" to an API whose targets are all `http://`. Everything
-//! else is handed, with the bytes already read, to Pingora's proxy app for that one request
-//! (`HttpServerApp::process_new_http`), which answers it exactly as before (rejections, mocks,
-//! preflights, introspection, bodies, WebSockets, HTTP/1.0, malformed requests); the
-//! connection comes back to the lane afterwards. TLS connections (and so HTTP/2) go to Pingora
-//! whole.
+//! What it takes: HTTP/1.1 requests in origin form without a body, `Upgrade` or `Expect`.
+//! Their decision ([`admit`]) is carried out here when it is "proxy" to an API whose targets
+//! are all `http://`, or a reply of the gateway's own (a problem, a mock, a preflight: the
+//! same [`respond::LocalReply`] Pingora's path writes; deciding once matters, since a refused
+//! token may have cost a signature check). Everything else is handed, with the bytes already
+//! read, to Pingora's proxy app for that one request (`HttpServerApp::process_new_http`),
+//! which answers it exactly as before (introspection, TLS targets, bodies, WebSockets,
+//! HTTP/1.0, malformed requests); the connection comes back to the lane afterwards. TLS
+//! connections (and so HTTP/2) go to Pingora whole.
 //!
 //! The rules are the proxy path's: the same target choice, retries and health strikes, the
 //! same upstream head edits and response headers ([`admit`]), the same problem answers, the
@@ -28,6 +30,7 @@ use crate::admit::{admit, response_edits, upstream_edits, Admission, Combine, Up
 use crate::ctx::RequestCtx;
 use crate::direct::{put, take, Direct};
 use crate::proxy::Gateway;
+use crate::respond;
 use async_trait::async_trait;
 use bytes::{Buf, BytesMut};
 use http::Method;
@@ -459,23 +462,36 @@ impl Conn {
     async fn request(&mut self, lane: &Arc<Lane>, direct: &Direct, head: &Head, up_head: &mut UpHead) -> Next {
         let gw = &lane.gateway;
         let mut ctx = RequestCtx::new(gw.store.load());
-        let admitted = {
+        let close = head.close || *self.shutdown.borrow();
+        let reply = {
             let view = View { head, buf: &self.inbuf };
             ctx.request_id = crate::request_id::for_request(view.header("x-request-id"));
             let path = view.path();
-            matches!(admit(&mut ctx, &view, path), Admission::Proxy) && crate::direct::plain_targets(&ctx)
+            match admit(&mut ctx, &view, path) {
+                Admission::Proxy if crate::direct::plain_targets(&ctx) => None,
+                Admission::Reject(rejection) => Some(respond::rejection_reply(&mut ctx, &view, rejection)),
+                Admission::Preflight(headers) => Some(respond::preflight_reply(&ctx, &view, headers)),
+                Admission::Mock => {
+                    let snapshot = Arc::clone(&ctx.snapshot);
+                    match ctx.api.zip(ctx.resource).and_then(|(a, r)| snapshot.api(a)?.resource(r)?.mock.as_ref()) {
+                        Some(mock) => Some(respond::mock_reply(&ctx, &view, mock)),
+                        None => Some(respond::rejection_reply(&mut ctx, &view, policies::Rejection::new(policies::ProblemCode::Internal, "mock missing"))),
+                    }
+                }
+                // Introspection (an IdP call) and targets over TLS: Pingora's path, which
+                // decides again. The head has no body, so the bytes after it (a pipelined
+                // request) stay here.
+                Admission::Introspect { .. } | Admission::Proxy => {
+                    return if self.handoff(lane, head.len).await { Next::KeepAlive } else { Next::Close };
+                }
+            }
         };
-        if !admitted {
-            // Answered by Pingora's path, which decides again (a reply, a mock, a preflight,
-            // introspection, or a target over TLS). The head has no body, so the bytes after
-            // it (a pipelined request) stay here.
-            return if self.handoff(lane, head.len).await { Next::KeepAlive } else { Next::Close };
-        }
-
-        let close = head.close || *self.shutdown.borrow();
         self.written = false;
         let mut sent = Sent { status: 0, body: 0 };
-        let result = self.exchange(gw, direct, head, up_head, &mut ctx, close, &mut sent).await;
+        let result = match reply {
+            Some(reply) => self.local_reply(reply, head, close, &mut sent).await,
+            None => self.exchange(gw, direct, head, up_head, &mut ctx, close, &mut sent).await,
+        };
         let next = match result {
             Ok(()) if close => Next::Close,
             Ok(()) => Next::KeepAlive,
@@ -501,33 +517,44 @@ impl Conn {
         next
     }
 
-    /// Answers a failed exchange with the proxy path's problem (`fail_to_proxy`). Returns
-    /// the status sent (0 when the client is gone).
+    /// Answers a failed exchange with the proxy path's problem (`fail_to_proxy`), then the
+    /// connection closes. Returns the status sent (0 when the client is gone).
     async fn problem(&mut self, ctx: &mut RequestCtx, head: &Head, e: &Error) -> u16 {
         let (Some(code), detail) = crate::proxy::classify(e) else { return 0 };
         tracing::debug!(error = %e, "fast lane exchange failed");
-        ctx.problem = Some(code);
-        FAMILIES.rejections.with_label_values(&[code.policy(), code.as_str()]).inc();
-        let body = crate::respond::problem_body(code, detail, &ctx.request_id);
-        let status = code.status();
-        let view = View { head, buf: &self.inbuf };
+        let reply = {
+            let view = View { head, buf: &self.inbuf };
+            respond::rejection_reply(ctx, &view, policies::Rejection::new(code, detail))
+        };
+        let mut sent = Sent { status: 0, body: 0 };
+        match self.local_reply(reply, head, true, &mut sent).await {
+            Ok(()) => sent.status,
+            Err(_) => 0,
+        }
+    }
+
+    /// Writes a reply the gateway made itself ([`respond::LocalReply`]).
+    async fn local_reply(&mut self, reply: respond::LocalReply, head: &Head, close: bool, sent: &mut Sent) -> Result<(), Failure> {
         let out = &mut self.out;
         out.clear();
         out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(status.as_str().as_bytes());
+        out.extend_from_slice(reply.status.as_str().as_bytes());
         out.push(b' ');
-        out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-        out.extend_from_slice(b"\r\ncontent-type: application/problem+json\r\ncache-control: no-store\r\n");
-        field(out, b"X-Request-Id", ctx.request_id.as_bytes());
-        response_edits(ctx, &view, |name, value, _| field(out, name.as_str().as_bytes(), value.as_bytes()));
-        let _ = std::io::Write::write_fmt(out, format_args!("content-length: {}\r\nconnection: close\r\n\r\n", body.len()));
+        out.extend_from_slice(reply.status.canonical_reason().unwrap_or("").as_bytes());
+        out.extend_from_slice(b"\r\n");
+        for (name, value) in &reply.headers {
+            field(out, titled(name).as_bytes(), value.as_bytes());
+        }
+        if close {
+            out.extend_from_slice(b"Connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
         if head.method != Method::HEAD {
-            out.extend_from_slice(&body);
+            out.extend_from_slice(&reply.body);
+            sent.body = reply.body.len();
         }
-        match self.flush_out().await {
-            Ok(()) => status.as_u16(),
-            Err(_) => 0,
-        }
+        sent.status = reply.status.as_u16();
+        self.flush_out().await
     }
 
     /// Proxies the request, filling `sent` as the response goes out.
@@ -788,6 +815,24 @@ impl Conn {
 async fn write_all(stream: &mut Stream, bytes: &[u8]) -> std::io::Result<()> {
     stream.write_all(bytes).await?;
     stream.flush().await
+}
+
+/// The spelling Pingora writes for the fields of local replies: title case for the common
+/// ones, as received otherwise.
+fn titled(name: &http::HeaderName) -> &str {
+    use http::header;
+    match *name {
+        header::CONTENT_TYPE => "Content-Type",
+        header::CONTENT_LENGTH => "Content-Length",
+        header::CACHE_CONTROL => "Cache-Control",
+        header::WWW_AUTHENTICATE => "WWW-Authenticate",
+        header::ALLOW => "Allow",
+        header::RETRY_AFTER => "Retry-After",
+        header::VARY => "Vary",
+        header::LINK => "Link",
+        _ if name == "x-request-id" => "X-Request-Id",
+        _ => name.as_str(),
+    }
 }
 
 fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {

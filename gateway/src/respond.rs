@@ -1,10 +1,12 @@
 //! The only place that writes responses the gateway makes itself: RFC 9457 problem details,
 //! mocks and CORS preflights.
 //!
-//! Pingora does not call `response_filter` after `request_filter` answers, so every local
-//! reply adds `X-Request-Id` (and CORS headers for the API's allowed origins) here. Replies go
-//! through `Session::write_response_header` + `write_response_body`, not `respond_error`,
-//! which would send no body and close a keep-alive connection.
+//! A reply is composed once ([`LocalReply`]) and written either through Pingora's session or
+//! by the HTTP/1 lane. Pingora does not call `response_filter` after `request_filter`
+//! answers, so every local reply adds `X-Request-Id` (and CORS headers for the API's allowed
+//! origins) here. Pingora-side replies go through `Session::write_response_header` +
+//! `write_response_body`, not `respond_error`, which would send no body and close a
+//! keep-alive connection.
 
 use crate::ctx::RequestCtx;
 use bytes::Bytes;
@@ -15,7 +17,7 @@ use pingora::proxy::Session;
 use pingora::Result;
 use policies::metrics::FAMILIES;
 use policies::mock::Mock;
-use policies::{ProblemCode, Rejection};
+use policies::{ProblemCode, Rejection, RequestHead};
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -43,37 +45,82 @@ pub fn problem_body(code: ProblemCode, detail: &str, request_id: &HeaderValue) -
     Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
 }
 
-/// Answers with a problem+json body and counts the rejection.
-pub async fn reject(session: &mut Session, ctx: &mut RequestCtx, rejection: Rejection) -> Result<()> {
+/// A reply the gateway makes itself, composed once and written by either side: Pingora's
+/// session ([`send`]) or the HTTP/1 lane.
+pub struct LocalReply {
+    pub status: StatusCode,
+    /// In order; every one is written (names may repeat).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: Bytes,
+}
+
+/// The problem+json reply for a rejection; counts it and records its code in `ctx`.
+pub fn rejection_reply(ctx: &mut RequestCtx, req: &dyn RequestHead, rejection: Rejection) -> LocalReply {
     let code = rejection.code;
     ctx.problem = Some(code);
     FAMILIES.rejections.with_label_values(&[code.policy(), code.as_str()]).inc();
     let body = problem_body(code, &rejection.detail, &ctx.request_id);
-    let mut resp = ResponseHeader::build(code.status(), Some(6))?;
-    resp.insert_header(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"))?;
-    resp.insert_header(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))?;
-    for (name, value) in rejection.headers {
-        resp.append_header(name, value)?;
+    let mut headers = Vec::with_capacity(8 + rejection.headers.len());
+    headers.push((header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json")));
+    headers.push((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
+    headers.extend(rejection.headers);
+    finish(ctx, req, code.status(), headers, body)
+}
+
+/// A resource's mock.
+pub fn mock_reply(ctx: &RequestCtx, req: &dyn RequestHead, mock: &Mock) -> LocalReply {
+    let headers = mock.headers.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+    finish(ctx, req, mock.status, headers, mock.body.clone())
+}
+
+/// A CORS preflight's 204 with the computed headers.
+pub fn preflight_reply(ctx: &RequestCtx, req: &dyn RequestHead, headers: Vec<(HeaderName, HeaderValue)>) -> LocalReply {
+    finish(ctx, req, StatusCode::NO_CONTENT, headers, Bytes::new())
+}
+
+/// Adds the headers every local reply carries: `X-Request-Id`, `Content-Length`, the API's
+/// lifecycle headers and, on actual requests, its CORS headers (so a browser can read the
+/// error). Pingora does not call `response_filter` after `request_filter` answers, so they
+/// are added here.
+fn finish(ctx: &RequestCtx, req: &dyn RequestHead, status: StatusCode, mut headers: Vec<(HeaderName, HeaderValue)>, body: Bytes) -> LocalReply {
+    fn insert(headers: &mut Vec<(HeaderName, HeaderValue)>, name: HeaderName, value: HeaderValue) {
+        headers.retain(|(n, _)| *n != name);
+        headers.push((name, value));
     }
-    send(session, ctx, resp, body).await
+    insert(&mut headers, HeaderName::from_static("x-request-id"), ctx.request_id.clone());
+    if status != StatusCode::NO_CONTENT {
+        insert(&mut headers, header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    }
+    if let Some(api) = ctx.api() {
+        for (name, value) in &api.lifecycle.headers {
+            insert(&mut headers, name.clone(), value.clone());
+        }
+        // Preflight headers already carry the CORS answer.
+        if let Some(cors) = &api.cors {
+            if !headers.iter().any(|(n, _)| *n == header::ACCESS_CONTROL_ALLOW_ORIGIN) {
+                headers.extend(cors.response_headers(req));
+            }
+        }
+    }
+    LocalReply { status, headers, body }
+}
+
+/// Answers with a problem+json body and counts the rejection.
+pub async fn reject(session: &mut Session, ctx: &mut RequestCtx, rejection: Rejection) -> Result<()> {
+    let reply = rejection_reply(ctx, crate::proxy::head(session), rejection);
+    send(session, reply).await
 }
 
 /// Answers with a resource's mock.
 pub async fn mock(session: &mut Session, ctx: &mut RequestCtx, mock: &Mock) -> Result<()> {
-    let mut resp = ResponseHeader::build(mock.status, Some(mock.headers.len() + 4))?;
-    for (name, value) in &mock.headers {
-        resp.append_header(name.clone(), value.clone())?;
-    }
-    send(session, ctx, resp, mock.body.clone()).await
+    let reply = mock_reply(ctx, crate::proxy::head(session), mock);
+    send(session, reply).await
 }
 
 /// Answers a CORS preflight with 204 and the computed headers.
 pub async fn preflight(session: &mut Session, ctx: &mut RequestCtx, headers: Vec<(HeaderName, HeaderValue)>) -> Result<()> {
-    let mut resp = ResponseHeader::build(StatusCode::NO_CONTENT, Some(headers.len() + 2))?;
-    for (name, value) in headers {
-        resp.append_header(name, value)?;
-    }
-    send(session, ctx, resp, Bytes::new()).await
+    let reply = preflight_reply(ctx, crate::proxy::head(session), headers);
+    send(session, reply).await
 }
 
 /// Request bodies up to this size are read and discarded before a local reply, so the
@@ -98,31 +145,23 @@ async fn drain_small_body(session: &mut Session) {
     }
 }
 
-/// Adds the headers every response carries and writes header and body.
-async fn send(session: &mut Session, ctx: &mut RequestCtx, mut resp: ResponseHeader, body: Bytes) -> Result<()> {
+/// Writes a local reply through Pingora's session.
+async fn send(session: &mut Session, reply: LocalReply) -> Result<()> {
     drain_small_body(session).await;
-    resp.insert_header("X-Request-Id", ctx.request_id.clone())?;
-    if resp.status != StatusCode::NO_CONTENT {
-        resp.insert_header(header::CONTENT_LENGTH, body.len())?;
-    }
-    if let Some(api) = ctx.api() {
-        for (name, value) in &api.lifecycle.headers {
-            resp.insert_header(name.clone(), value.clone())?;
-        }
-        // Preflight headers are already in `resp`; actual requests get the CORS response
-        // headers so a browser can read the error.
-        if let Some(cors) = &api.cors {
-            if !resp.headers.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN) {
-                for (name, value) in cors.response_headers(crate::proxy::head(session)) {
-                    resp.append_header(name, value)?;
-                }
-            }
+    let mut resp = ResponseHeader::build(reply.status, Some(reply.headers.len()))?;
+    for (name, value) in reply.headers {
+        // As the proxied responses spell it (a HeaderName of a non-standard field would be
+        // written in lower case).
+        if name == "x-request-id" {
+            resp.append_header("X-Request-Id", value)?;
+        } else {
+            resp.append_header(name, value)?;
         }
     }
-    let head_only = session.req_header().method == http::Method::HEAD || body.is_empty();
+    let head_only = session.req_header().method == http::Method::HEAD || reply.body.is_empty();
     session.write_response_header(Box::new(resp), head_only).await?;
     if !head_only {
-        session.write_response_body(Some(body), true).await?;
+        session.write_response_body(Some(reply.body), true).await?;
     }
     Ok(())
 }

@@ -82,7 +82,7 @@ async fn requests_the_lane_does_not_take_go_to_pingora_and_the_connection_comes_
     let gw = TestGateway::start(&config(&up.url()));
     let mut s = connect(&gw);
     let mut rest = Vec::new();
-    // lane, Pingora (a body), lane, Pingora (a 404 from routing), lane: one connection.
+    // lane, Pingora (a body), lane, the lane's own 404 (routing), lane: one connection.
     let steps: [(&str, &str, &str); 5] = [
         ("GET /svc/v1/one HTTP/1.1\r\nHost: x\r\n\r\n", "200", "/one"),
         ("POST /svc/v1/two HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", "200", "/two"),
@@ -110,7 +110,7 @@ async fn requests_the_lane_does_not_take_go_to_pingora_and_the_connection_comes_
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn pipelined_requests_are_answered_in_order_including_one_pingora_answers() {
+async fn pipelined_requests_are_answered_in_order_including_a_rejection_and_a_body() {
     let up = TestUpstream::start("a").await;
     let gw = TestGateway::start(&config(&up.url()));
     let mut s = connect(&gw);
