@@ -817,19 +817,21 @@ async fn write_all(stream: &mut Stream, bytes: &[u8]) -> std::io::Result<()> {
     stream.flush().await
 }
 
-/// The spelling Pingora writes for the fields of local replies: title case for the common
-/// ones, as received otherwise.
+/// The spelling Pingora writes for a field given as a `HeaderName`: title case for the few
+/// it knows (`pingora_http::case_header_name`), lower case otherwise; `X-Request-Id` as the
+/// gateway spells it everywhere. Both ways in then send the same bytes.
 fn titled(name: &http::HeaderName) -> &str {
     use http::header;
     match *name {
+        header::CACHE_CONTROL => "Cache-Control",
         header::CONTENT_TYPE => "Content-Type",
         header::CONTENT_LENGTH => "Content-Length",
-        header::CACHE_CONTROL => "Cache-Control",
-        header::WWW_AUTHENTICATE => "WWW-Authenticate",
-        header::ALLOW => "Allow",
-        header::RETRY_AFTER => "Retry-After",
-        header::VARY => "Vary",
-        header::LINK => "Link",
+        header::CONTENT_ENCODING => "Content-Encoding",
+        header::SET_COOKIE => "Set-Cookie",
+        header::DATE => "Date",
+        header::SERVER => "Server",
+        header::AGE => "Age",
+        header::ACCEPT_RANGES => "Accept-Ranges",
         _ if name == "x-request-id" => "X-Request-Id",
         _ => name.as_str(),
     }
@@ -997,7 +999,7 @@ fn response_head(out: &mut Vec<u8>, buf: &[u8], h: &UpHead, ctx: &RequestCtx, vi
     }
     field(out, b"X-Request-Id", ctx.request_id.as_bytes());
     for (n, v, _) in &ours {
-        field(out, n.as_str().as_bytes(), v.as_bytes());
+        field(out, titled(n).as_bytes(), v.as_bytes());
     }
     match h.framing {
         Framing::Length(n) => {
