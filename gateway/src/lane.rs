@@ -545,9 +545,7 @@ impl Conn {
         for (name, value) in &reply.headers {
             field(out, titled(name).as_bytes(), value.as_bytes());
         }
-        if close {
-            out.extend_from_slice(b"Connection: close\r\n");
-        }
+        date_and_connection(out, close);
         out.extend_from_slice(b"\r\n");
         if head.method != Method::HEAD {
             out.extend_from_slice(&reply.body);
@@ -985,6 +983,7 @@ fn response_head(out: &mut Vec<u8>, buf: &[u8], h: &UpHead, ctx: &RequestCtx, vi
             continue;
         }
         let replaced = name.eq_ignore_ascii_case(b"x-request-id")
+            || name.eq_ignore_ascii_case(b"date")
             || ours.iter().any(|(n, _, c)| *c == Combine::Insert && n.as_str().as_bytes().eq_ignore_ascii_case(name));
         if is_hop_by_hop(name) || replaced || h.nominated(buf, name) {
             continue;
@@ -1008,10 +1007,26 @@ fn response_head(out: &mut Vec<u8>, buf: &[u8], h: &UpHead, ctx: &RequestCtx, vi
         Framing::Chunked | Framing::Close => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
         Framing::None => {}
     }
-    if close {
-        out.extend_from_slice(b"Connection: close\r\n");
-    }
+    date_and_connection(out, close);
     out.extend_from_slice(b"\r\n");
+}
+
+/// `Date` (the gateway's clock, as Pingora's HTTP/1 server and nginx send it, replacing the
+/// upstream's) and `Connection`, which end every response head.
+fn date_and_connection(out: &mut Vec<u8>, close: bool) {
+    thread_local! {
+        /// The formatted date and the second it is for: formatted once per second per thread.
+        static DATE: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((0, String::new())) };
+    }
+    let now = policies::state::unix_now();
+    DATE.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.0 != now || d.1.is_empty() {
+            *d = (now, httpdate::fmt_http_date(std::time::UNIX_EPOCH + Duration::from_secs(now)));
+        }
+        field(out, b"Date", d.1.as_bytes());
+    });
+    out.extend_from_slice(if close { b"Connection: close\r\n" } else { b"Connection: keep-alive\r\n" });
 }
 
 /// Appends `data` as one chunk.
