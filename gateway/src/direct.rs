@@ -37,6 +37,9 @@ use policies::metrics::FAMILIES;
 use policies::state::now_ms;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::Arc;
+use pingora::upstreams::peer::HttpPeer;
+use policies::Snapshot;
 
 /// Idle connections kept per target on each worker thread.
 pub const MAX_IDLE: usize = 64;
@@ -175,6 +178,74 @@ pub fn plain_targets(ctx: &RequestCtx) -> bool {
     ctx.api().and_then(|a| a.endpoint.as_ref()).is_some_and(|e| e.targets.iter().all(|t| !t.tls))
 }
 
+/// One attempt's target and connection (the direct exchange's and the lane's).
+pub(crate) struct Attempt<'s> {
+    pub idx: usize,
+    pub peer: &'s HttpPeer,
+    pub key: u64,
+    pub idle_timeout_ms: u64,
+    pub stream: Stream,
+    /// A kept connection (which the upstream may have closed meanwhile).
+    pub reused: bool,
+}
+
+/// Picks the next healthy untried target (or `resend_to`, for the one resend, on a fresh
+/// connection), records the attempt in `ctx`, and takes a kept connection or connects. A
+/// failed connect is a health strike and moves on to another target while the endpoint's
+/// retries allow: nothing reached the upstream, so that is safe even for POST (as
+/// `fail_to_connect` on Pingora's path).
+pub(crate) async fn connect<'s>(gw: &Gateway, direct: &Direct, snapshot: &'s Snapshot, ctx: &mut RequestCtx, mut resend_to: Option<usize>) -> Result<Attempt<'s>> {
+    let endpoint = ctx.api.and_then(|i| snapshot.api(i)).and_then(|a| a.endpoint.as_ref()).ok_or_else(|| Error::explain(ErrorType::HTTPStatus(502), "API has no endpoint"))?;
+    loop {
+        let fresh_only = resend_to.is_some();
+        let idx = match resend_to.take() {
+            Some(i) => i,
+            None => endpoint.select(ctx.tried, now_ms()).ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "every target was tried"))?,
+        };
+        let p = endpoint.targets.get(idx).and_then(prepared).ok_or_else(|| Error::explain(ErrorType::InternalError, "target was not prepared"))?;
+        let untried_left = ((ctx.tried | 1 << idx).count_ones() as usize) < endpoint.targets.len();
+        if !fresh_only {
+            ctx.tried |= 1 << idx;
+            ctx.attempts += 1;
+        }
+        ctx.target = Some(idx);
+        let attempt = |stream, reused| Attempt { idx, peer: &p.peer, key: p.reuse_key, idle_timeout_ms: endpoint.idle_timeout.as_millis() as u64, stream, reused };
+        if !fresh_only {
+            if let Some(stream) = take(p.reuse_key, now_ms()) {
+                return Ok(attempt(stream, true));
+            }
+        }
+        // Boxed: the connect future (TCP and TLS states) is several KiB, and an unboxed one
+        // would make every request's future that big (copied into its box each time).
+        match Box::pin(direct.connector.new_stream(&p.peer)).await {
+            Ok(stream) => return Ok(attempt(stream, false)),
+            Err(e) => {
+                gw.strike(ctx, "connect");
+                if ctx.attempts <= endpoint.retries && untried_left {
+                    continue;
+                }
+                return Err(e.more_context(format!("Peer: {}", p.peer)).into_up());
+            }
+        }
+    }
+}
+
+/// After an attempt failed once the request was sent: `true` to send it once more, on a new
+/// connection to the same target (an idempotent request whose kept connection the upstream
+/// had closed, so nothing was answered). Otherwise the failure is final and, unless it was
+/// such a closed kept connection, a passive-health strike.
+pub(crate) fn resend_after(gw: &Gateway, ctx: &RequestCtx, e: &Error, closed_kept: bool, idempotent: bool, resent: &mut bool) -> bool {
+    if closed_kept && idempotent && !*resent {
+        *resent = true;
+        return true;
+    }
+    if !closed_kept {
+        let timeout = matches!(e.etype(), ErrorType::ReadTimedout | ErrorType::WriteTimedout);
+        gw.strike(ctx, if timeout { "timeout" } else { "error" });
+    }
+    false
+}
+
 /// Proxies the request. `Ok(true)`: a response was sent. An `Err` goes to Pingora's error
 /// handling, which calls `fail_to_proxy` (the problem answer, if nothing was sent yet) and
 /// `logging`, exactly as on the proxy path.
@@ -189,44 +260,12 @@ pub async fn exchange(gw: &Gateway, direct: &Direct, session: &mut Session, ctx:
     // Set for the one resend after a closed kept connection: the target to use again.
     let mut resend_to: Option<usize> = None;
     let mut resent = false;
+    // Targets are borrowed from the snapshot while `ctx` records the attempts.
+    let snapshot = Arc::clone(&ctx.snapshot);
     let (mut up, mut resp, key, idle_timeout_ms) = loop {
-        let picked = {
-            let endpoint = ctx.api().and_then(|a| a.endpoint.as_ref()).ok_or_else(|| Error::explain(ErrorType::HTTPStatus(502), "API has no endpoint"))?;
-            let idx = match resend_to {
-                Some(i) => i,
-                None => endpoint.select(ctx.tried, now_ms()).ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "every target was tried"))?,
-            };
-            let p = endpoint.targets.get(idx).and_then(prepared).ok_or_else(|| Error::explain(ErrorType::InternalError, "target was not prepared"))?;
-            let untried_left = ((ctx.tried | 1 << idx).count_ones() as usize) < endpoint.targets.len();
-            (idx, p.peer.clone(), p.reuse_key, endpoint.idle_timeout.as_millis() as u64, endpoint.retries, untried_left)
-        };
-        let (idx, peer, key, idle_timeout_ms, retries, untried_left) = picked;
-        let fresh_only = resend_to.take().is_some();
-        if !fresh_only {
-            ctx.tried |= 1 << idx;
-            ctx.attempts += 1;
-        }
-        ctx.target = Some(idx);
-
-        let pooled = if fresh_only { None } else { take(key, now_ms()) };
-        let reused = pooled.is_some();
-        let stream = match pooled {
-            Some(s) => s,
-            // Boxed: the connect future (TCP and TLS states) is several KiB, and an unboxed
-            // one would make every request's future that big (copied into its box each time).
-            None => match Box::pin(direct.connector.new_stream(&peer)).await {
-                Ok(s) => s,
-                Err(e) => {
-                    gw.strike(ctx, "connect");
-                    // Nothing reached the upstream: another target is safe even for POST.
-                    if ctx.attempts <= retries && untried_left {
-                        continue;
-                    }
-                    return Err(e.more_context(format!("Peer: {peer}")).into_up());
-                }
-            },
-        };
-        let mut up = UpstreamSession::new_with_options(stream, &peer);
+        let attempt = connect(gw, direct, &snapshot, ctx, resend_to.take()).await?;
+        let (stream, peer, reused) = (attempt.stream, attempt.peer, attempt.reused);
+        let mut up = UpstreamSession::new_with_options(stream, peer);
         up.read_timeout = peer.options.read_timeout;
         up.write_timeout = peer.options.write_timeout;
         let mut req = Box::new(session.req_header().clone());
@@ -260,18 +299,13 @@ pub async fn exchange(gw: &Gateway, direct: &Direct, session: &mut Session, ctx:
             }
         };
         match sent {
-            Ok(resp) => break (up, resp, key, idle_timeout_ms),
+            Ok(resp) => break (up, resp, attempt.key, attempt.idle_timeout_ms),
             Err(e) => {
                 // Pingora marks "closed before any response byte" on a reused connection.
                 let closed_kept = reused && matches!(e.retry, RetryType::ReusedOnly);
-                if closed_kept && idempotent && !resent {
-                    resent = true;
-                    resend_to = Some(idx);
+                if resend_after(gw, ctx, &e, closed_kept, idempotent, &mut resent) {
+                    resend_to = Some(attempt.idx);
                     continue;
-                }
-                if !closed_kept {
-                    let timeout = matches!(e.etype(), ErrorType::ReadTimedout | ErrorType::WriteTimedout);
-                    gw.strike(ctx, if timeout { "timeout" } else { "error" });
                 }
                 return Err(e.more_context(format!("Peer: {peer}")).into_up());
             }

@@ -28,7 +28,7 @@
 use crate::access_log::RequestFacts;
 use crate::admit::{admit, response_edits, upstream_edits, Admission, Combine, UpstreamEdits};
 use crate::ctx::RequestCtx;
-use crate::direct::{put, take, Direct};
+use crate::direct::{connect, put, resend_after, Direct};
 use crate::proxy::Gateway;
 use crate::respond;
 use async_trait::async_trait;
@@ -572,45 +572,11 @@ impl Conn {
         let mut resent = false;
         // Targets are borrowed from the snapshot while `ctx` records the attempts.
         let snapshot = Arc::clone(&ctx.snapshot);
-        let api = ctx.api.and_then(|i| snapshot.api(i));
         let (mut up, key, idle_timeout_ms, read_timeout) = loop {
-            let (idx, peer, key, idle_timeout_ms, retries, untried_left) = {
-                let endpoint = api.and_then(|a| a.endpoint.as_ref()).ok_or_else(|| up_err(ErrorType::HTTPStatus(502), "API has no endpoint", None))?;
-                let idx = match resend_to {
-                    Some(i) => i,
-                    None => endpoint.select(ctx.tried, now_ms()).ok_or_else(|| up_err(ErrorType::ConnectNoRoute, "every target was tried", None))?,
-                };
-                let p = endpoint.targets.get(idx).and_then(crate::upstream::prepared).ok_or_else(|| up_err(ErrorType::InternalError, "target was not prepared", None))?;
-                let untried_left = ((ctx.tried | 1 << idx).count_ones() as usize) < endpoint.targets.len();
-                (idx, &p.peer, p.reuse_key, endpoint.idle_timeout.as_millis() as u64, endpoint.retries, untried_left)
-            };
-            let fresh_only = resend_to.take().is_some();
-            if !fresh_only {
-                ctx.tried |= 1 << idx;
-                ctx.attempts += 1;
-            }
-            ctx.target = Some(idx);
+            let attempt = connect(gw, direct, &snapshot, ctx, resend_to.take()).await.map_err(Failure::Upstream)?;
+            let (mut up, peer, reused) = (attempt.stream, attempt.peer, attempt.reused);
             let read_timeout = peer.options.read_timeout.unwrap_or(CLIENT_TIMEOUT);
             let write_timeout = peer.options.write_timeout.unwrap_or(CLIENT_TIMEOUT);
-
-            let pooled = if fresh_only { None } else { take(key, now_ms()) };
-            let reused = pooled.is_some();
-            let mut up = match pooled {
-                Some(s) => s,
-                // Boxed: the connect future is several KiB and would otherwise be part of
-                // every connection's future.
-                None => match Box::pin(direct.connector.new_stream(peer)).await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        gw.strike(ctx, "connect");
-                        // Nothing reached the upstream: another target is safe even for POST.
-                        if ctx.attempts <= retries && untried_left {
-                            continue;
-                        }
-                        return Err(Failure::Upstream(e.more_context(format!("Peer: {peer}")).into_up()));
-                    }
-                },
-            };
 
             {
                 let view = View { head, buf: &self.inbuf };
@@ -628,22 +594,15 @@ impl Conn {
             };
             self.out.clear();
             match result {
-                Ok(()) => break (up, key, idle_timeout_ms, read_timeout),
+                Ok(()) => break (up, attempt.key, attempt.idle_timeout_ms, read_timeout),
                 Err(Failure::ClientGone) => return Err(Failure::ClientGone),
                 Err(Failure::Upstream(e)) => {
-                    // A kept connection the upstream had closed: nothing was answered, so an
-                    // idempotent request is sent once more on a new connection, no strike.
+                    // A kept connection the upstream had closed before answering anything.
                     let closed_kept = reused && self.upbuf.is_empty() && matches!(e.etype(), ErrorType::ConnectionClosed | ErrorType::WriteError | ErrorType::ReadError);
-                    if closed_kept && idempotent && !resent {
-                        resent = true;
-                        resend_to = Some(idx);
+                    if resend_after(gw, ctx, &e, closed_kept, idempotent, &mut resent) {
+                        resend_to = Some(attempt.idx);
                         continue;
                     }
-                    if !closed_kept {
-                        let timeout = matches!(e.etype(), ErrorType::ReadTimedout | ErrorType::WriteTimedout);
-                        gw.strike(ctx, if timeout { "timeout" } else { "error" });
-                    }
-                    let peer = ctx.target().map_or("", |t| t.url.as_str());
                     return Err(Failure::Upstream(e.more_context(format!("Peer: {peer}"))));
                 }
             }
