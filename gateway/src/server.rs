@@ -7,6 +7,7 @@ use crate::health::HealthChecker;
 use crate::proxy::{Gateway, GatewayState};
 use control_api::{AdminState, AdminToken, Store};
 use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::{L4BufferSettings, ListenerConfig, DEFAULT_L4_WRITE_BUFFER_SIZE};
 use pingora::prelude::{background_service, Server};
 use pingora::server::configuration::ServerConf;
 use policies::state::Durable;
@@ -98,7 +99,11 @@ pub fn run(config: &Path) -> ExitCode {
     let mut proxy = pingora::services::listening::Service::new("gateway".to_string(), app);
     for l in &process.listeners {
         match &l.tls {
-            None => proxy.add_tcp(&l.address),
+            // No L4 read buffer on plain listeners: the lane (and Pingora's HTTP/1 reader)
+            // read into buffers of their own, so Pingora's default 64 KiB per connection was
+            // memory held by every idle keep-alive client and an extra copy of each read.
+            // TLS listeners keep it (rustls reads in small records).
+            None => proxy.add_listener(ListenerConfig::tcp(l.address.clone()).l4_buffer(L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE))),
             Some(tls) => {
                 let mut settings = match TlsSettings::intermediate(&tls.cert, &tls.key) {
                     Ok(s) => s,
