@@ -17,6 +17,16 @@ use policies::{ProblemCode, Rejection, RequestHead};
 use std::borrow::Cow;
 use std::net::IpAddr;
 
+/// Hop-by-hop fields (RFC 9110 §7.6.1, and the usual unofficial ones): never forwarded, in
+/// either direction, on any path.
+pub const HOP_BY_HOP: [&str; 10] =
+    ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authorization", "proxy-authenticate", "http2-settings"];
+
+/// Whether `name` (any case) is a hop-by-hop field.
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    HOP_BY_HOP.iter().any(|h| h.as_bytes().eq_ignore_ascii_case(name))
+}
+
 /// The decision on a request.
 pub enum Admission {
     /// Proxy it: `ctx.plan` and `ctx.principal` are set.

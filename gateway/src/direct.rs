@@ -24,6 +24,7 @@
 //! the exchange), and only an idempotent request whose kept connection was found closed is
 //! sent again.
 
+use crate::admit::HOP_BY_HOP;
 use crate::ctx::RequestCtx;
 use crate::proxy::Gateway;
 use crate::upstream::prepared;
@@ -140,12 +141,10 @@ pub(crate) fn put(key: u64, stream: Stream, now: u64, idle_timeout_ms: u64, per_
 /// The upstream request is HTTP/1.1 without the client's hop-by-hop fields (RFC 9110
 /// §7.6.1), as Pingora's proxy path sends it.
 fn strip_hop_by_hop(req: &mut pingora::http::RequestHeader) {
-    const HOP: [&str; 10] =
-        ["connection", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authorization", "proxy-authenticate", "keep-alive", "proxy-connection", "http2-settings"];
     req.set_version(http::Version::HTTP_11);
     // One pass over the names first: most requests carry none of them.
-    if req.headers.keys().any(|k| HOP.contains(&k.as_str())) {
-        for name in HOP {
+    if req.headers.keys().any(|k| HOP_BY_HOP.contains(&k.as_str())) {
+        for name in HOP_BY_HOP {
             req.remove_header(name);
         }
     }

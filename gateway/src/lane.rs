@@ -26,7 +26,7 @@
 //! §7.6.1) and a close-delimited upstream body is re-framed as chunked.
 
 use crate::access_log::RequestFacts;
-use crate::admit::{admit, response_edits, upstream_edits, Admission, Combine, UpstreamEdits};
+use crate::admit::{admit, is_hop_by_hop, response_edits, upstream_edits, Admission, Combine, UpstreamEdits};
 use crate::ctx::RequestCtx;
 use crate::direct::{connect, put, resend_after, Direct};
 use crate::proxy::Gateway;
@@ -174,14 +174,6 @@ impl RequestHead for View<'_> {
     fn header(&self, name: &str) -> Option<&[u8]> {
         self.fields().find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
     }
-}
-
-/// Hop-by-hop fields (RFC 9110 §7.6.1, and the usual unofficial ones): never forwarded.
-const HOP_BY_HOP: [&[u8]; 9] =
-    [b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade", b"proxy-authorization", b"http2-settings"];
-
-fn is_hop_by_hop(name: &[u8]) -> bool {
-    HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
 /// Request-target bytes the lane forwards as they are: RFC 3986 path and query characters.
@@ -471,13 +463,7 @@ impl Conn {
                 Admission::Proxy if crate::direct::plain_targets(&ctx) => None,
                 Admission::Reject(rejection) => Some(respond::rejection_reply(&mut ctx, &view, rejection)),
                 Admission::Preflight(headers) => Some(respond::preflight_reply(&ctx, &view, headers)),
-                Admission::Mock => {
-                    let snapshot = Arc::clone(&ctx.snapshot);
-                    match ctx.api.zip(ctx.resource).and_then(|(a, r)| snapshot.api(a)?.resource(r)?.mock.as_ref()) {
-                        Some(mock) => Some(respond::mock_reply(&ctx, &view, mock)),
-                        None => Some(respond::rejection_reply(&mut ctx, &view, policies::Rejection::new(policies::ProblemCode::Internal, "mock missing"))),
-                    }
-                }
+                Admission::Mock => Some(respond::mock_reply(&mut ctx, &view)),
                 // Introspection (an IdP call) and targets over TLS: Pingora's path, which
                 // decides again. The head has no body, so the bytes after it (a pipelined
                 // request) stay here.

@@ -118,12 +118,7 @@ impl ProxyHttp for Gateway {
                 Ok(true)
             }
             Admission::Mock => {
-                let snapshot = ctx.snapshot.clone();
-                let mock = ctx.api.zip(ctx.resource).and_then(|(a, r)| snapshot.api(a)?.resource(r)?.mock.as_ref());
-                match mock {
-                    Some(mock) => respond::mock(session, ctx, mock).await?,
-                    None => respond::reject(session, ctx, Rejection::new(ProblemCode::Internal, "mock missing")).await?,
-                }
+                respond::mock(session, ctx).await?;
                 Ok(true)
             }
             // Introspection happened above; a second round is never asked for.

@@ -16,7 +16,6 @@ use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::Result;
 use policies::metrics::FAMILIES;
-use policies::mock::Mock;
 use policies::{ProblemCode, Rejection, RequestHead};
 use serde::Serialize;
 
@@ -67,10 +66,16 @@ pub fn rejection_reply(ctx: &mut RequestCtx, req: &dyn RequestHead, rejection: R
     finish(ctx, req, code.status(), headers, body)
 }
 
-/// A resource's mock.
-pub fn mock_reply(ctx: &RequestCtx, req: &dyn RequestHead, mock: &Mock) -> LocalReply {
-    let headers = mock.headers.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
-    finish(ctx, req, mock.status, headers, mock.body.clone())
+/// The matched resource's mock (a problem if the plan named a resource without one).
+pub fn mock_reply(ctx: &mut RequestCtx, req: &dyn RequestHead) -> LocalReply {
+    let snapshot = std::sync::Arc::clone(&ctx.snapshot);
+    match ctx.api.zip(ctx.resource).and_then(|(a, r)| snapshot.api(a)?.resource(r)?.mock.as_ref()) {
+        Some(mock) => {
+            let headers = mock.headers.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+            finish(ctx, req, mock.status, headers, mock.body.clone())
+        }
+        None => rejection_reply(ctx, req, Rejection::new(ProblemCode::Internal, "mock missing")),
+    }
 }
 
 /// A CORS preflight's 204 with the computed headers.
@@ -112,8 +117,8 @@ pub async fn reject(session: &mut Session, ctx: &mut RequestCtx, rejection: Reje
 }
 
 /// Answers with a resource's mock.
-pub async fn mock(session: &mut Session, ctx: &mut RequestCtx, mock: &Mock) -> Result<()> {
-    let reply = mock_reply(ctx, crate::proxy::head(session), mock);
+pub async fn mock(session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+    let reply = mock_reply(ctx, crate::proxy::head(session));
     send(session, reply).await
 }
 
