@@ -28,7 +28,17 @@ fn claims() -> serde_json::Value {
 }
 
 fn verifier(alg: Algorithm, key: DecodingKey) -> JwtVerifier {
-    JwtVerifier::new(ISS.into(), vec!["orders".into()], vec![alg], vec![VerifyKey::new(Some("k".into()), vec![alg], key).unwrap()], 30, 8192, "azp".into(), "sub".into(), "scope".into())
+    JwtVerifier::new(
+        ISS.into(),
+        vec!["orders".into()],
+        vec![alg],
+        vec![VerifyKey::new(Some("k".into()), vec![alg], key).unwrap()],
+        30,
+        8192,
+        "azp".into(),
+        "sub".into(),
+        "scope".into(),
+    )
 }
 
 fn header(alg: Algorithm) -> Header {
@@ -44,9 +54,24 @@ fn cases() -> Vec<(&'static str, Algorithm, String, DecodingKey)> {
     let ed = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
     let ed_pub = Ed25519KeyPair::from_pkcs8(ed.as_ref()).unwrap().public_key().as_ref().to_vec();
     let mut out = vec![
-        ("HS256", Algorithm::HS256, encode(&header(Algorithm::HS256), &claims(), &EncodingKey::from_secret(SECRET)).unwrap(), DecodingKey::from_secret(SECRET)),
-        ("ES256", Algorithm::ES256, encode(&header(Algorithm::ES256), &claims(), &EncodingKey::from_ec_der(ec.as_ref())).unwrap(), DecodingKey::from_ec_der(&ec_pub)),
-        ("EdDSA", Algorithm::EdDSA, encode(&header(Algorithm::EdDSA), &claims(), &EncodingKey::from_ed_der(ed.as_ref())).unwrap(), DecodingKey::from_ed_der(&ed_pub)),
+        (
+            "HS256",
+            Algorithm::HS256,
+            encode(&header(Algorithm::HS256), &claims(), &EncodingKey::from_secret(SECRET)).unwrap(),
+            DecodingKey::from_secret(SECRET),
+        ),
+        (
+            "ES256",
+            Algorithm::ES256,
+            encode(&header(Algorithm::ES256), &claims(), &EncodingKey::from_ec_der(ec.as_ref())).unwrap(),
+            DecodingKey::from_ec_der(&ec_pub),
+        ),
+        (
+            "EdDSA",
+            Algorithm::EdDSA,
+            encode(&header(Algorithm::EdDSA), &claims(), &EncodingKey::from_ed_der(ed.as_ref())).unwrap(),
+            DecodingKey::from_ed_der(&ed_pub),
+        ),
     ];
     let keys = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/bench/keys");
     if let (Ok(private), Ok(public)) = (std::fs::read(keys.join("jwt_rs256_priv.pem")), std::fs::read(keys.join("jwt_rs256_pub.pem"))) {
@@ -78,9 +103,11 @@ fn bench(c: &mut Criterion) {
          applications: [{{ id: mobile, client_ids: [mobile-client], subscriptions: [{{ api: orders, tier: Gold }}] }}]\n\
          apis: [{{ name: orders, context: /orders, version: v1, auth: {{ key_managers: [idp], require_subscription: true }}, resources: [{{ path: \"/order/{{id}}\", methods: [GET], scopes: [read], mock: {{ body: x }} }}] }}]\n"
     );
-    let snapshot = policies::compile(&policies::parse(yaml.as_bytes(), policies::Format::Yaml).unwrap(), &policies::state::Durable::new()).unwrap();
+    let snapshot =
+        policies::compile(&policies::parse(yaml.as_bytes(), policies::Format::Yaml).unwrap(), &policies::state::Durable::new()).unwrap();
     let token = encode(&header(Algorithm::HS256), &claims(), &EncodingKey::from_secret(SECRET)).unwrap();
-    let parts = http::Request::get("/orders/v1/order/42").header("authorization", format!("Bearer {token}")).body(()).unwrap().into_parts().0;
+    let parts =
+        http::Request::get("/orders/v1/order/42").header("authorization", format!("Bearer {token}")).body(()).unwrap().into_parts().0;
     let plan = snapshot.plan(&parts, "/orders/v1/order/42").unwrap();
     assert!(snapshot.authenticate(&parts, &plan, NOW).unwrap().is_some());
     c.bench_function("authenticate_cached", |b| b.iter(|| black_box(snapshot.authenticate(&parts, &plan, NOW).is_ok())));
@@ -90,11 +117,14 @@ fn bench(c: &mut Criterion) {
     let yaml = "key_managers: [{ type: introspection, name: legacy, endpoint: \"http://127.0.0.1:1/introspect\", client_id: gw, client_secret_env: BENCH_INTRO_SECRET }]\n\
          applications: [{ id: mobile, client_ids: [mobile-client], subscriptions: [{ api: orders, tier: Gold }] }]\n\
          apis: [{ name: orders, context: /orders, version: v1, auth: { key_managers: [legacy], require_subscription: true }, resources: [{ path: \"/order/{id}\", methods: [GET], scopes: [read], mock: { body: x } }] }]\n";
-    let snapshot = policies::compile(&policies::parse(yaml.as_bytes(), policies::Format::Yaml).unwrap(), &policies::state::Durable::new()).unwrap();
+    let snapshot =
+        policies::compile(&policies::parse(yaml.as_bytes(), policies::Format::Yaml).unwrap(), &policies::state::Durable::new()).unwrap();
     let opaque = "opaque-token-0123456789abcdef0123456789abcdef";
-    let body = serde_json::json!({ "active": true, "client_id": "mobile-client", "sub": "alice", "scope": "read write", "exp": NOW + 600 }).to_string();
+    let body = serde_json::json!({ "active": true, "client_id": "mobile-client", "sub": "alice", "scope": "read write", "exp": NOW + 600 })
+        .to_string();
     snapshot.introspectors[0].interpret(opaque, body.as_bytes(), NOW);
-    let parts = http::Request::get("/orders/v1/order/42").header("authorization", format!("Bearer {opaque}")).body(()).unwrap().into_parts().0;
+    let parts =
+        http::Request::get("/orders/v1/order/42").header("authorization", format!("Bearer {opaque}")).body(()).unwrap().into_parts().0;
     let plan = snapshot.plan(&parts, "/orders/v1/order/42").unwrap();
     assert!(matches!(snapshot.authenticate(&parts, &plan, NOW), Ok(Some(policies::authn::AuthStep::Done(_)))));
     c.bench_function("introspection_cache_hit", |b| b.iter(|| black_box(snapshot.authenticate(&parts, &plan, NOW).is_ok())));
@@ -102,7 +132,8 @@ fn bench(c: &mut Criterion) {
     // The backend JWT for a caller already seen (generated ES256 key): a hash of borrowed
     // fields and a compare, no signing and no allocation but the header value's refcount.
     let yaml = "apis: [{ name: orders, context: /orders, version: v1, auth: { api_keys: { header: k }, backend_jwt: true }, resources: [{ path: /x, mock: { body: x } }] }]\n";
-    let snapshot = policies::compile(&policies::parse(yaml.as_bytes(), policies::Format::Yaml).unwrap(), &policies::state::Durable::new()).unwrap();
+    let snapshot =
+        policies::compile(&policies::parse(yaml.as_bytes(), policies::Format::Yaml).unwrap(), &policies::state::Durable::new()).unwrap();
     let bj = snapshot.backend_jwt.as_ref().unwrap();
     let principal = policies::authn::Principal {
         application: Some(0),

@@ -19,10 +19,8 @@ fn bench(c: &mut Criterion) {
         let spec = parse(yaml.as_bytes(), Format::Yaml).expect("generated config parses");
         let snapshot = compile(&spec, &Durable::new()).expect("generated config compiles");
         let paths = benches::request_paths(n, 1024);
-        let requests: Vec<http::request::Parts> = paths
-            .iter()
-            .map(|p| http::Request::get(p.as_str()).body(()).expect("request").into_parts().0)
-            .collect();
+        let requests: Vec<http::request::Parts> =
+            paths.iter().map(|p| http::Request::get(p.as_str()).body(()).expect("request").into_parts().0).collect();
 
         group.bench_with_input(BenchmarkId::new("plan", n), &n, |b, _| {
             let mut i = 0;

@@ -8,7 +8,9 @@ use std::fmt::Write;
 /// `/admin/*`.
 pub fn config_with_apis(n: usize, target: &str) -> String {
     let mut s = String::with_capacity(n * 420);
-    s.push_str("access_log: { enabled: false }\nlisteners: [{ address: \"127.0.0.1:18099\" }]\nadmin: { address: \"127.0.0.1:18100\" }\napis:\n");
+    s.push_str(
+        "access_log: { enabled: false }\nlisteners: [{ address: \"127.0.0.1:18099\" }]\nadmin: { address: \"127.0.0.1:18100\" }\napis:\n",
+    );
     for i in 0..n {
         let _ = write!(
             s,

@@ -46,7 +46,12 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .merge(v1)
         .fallback(|| async { Problem::not_found("no such admin endpoint") })
         .method_not_allowed_fallback(|| async {
-            Problem::new(StatusCode::METHOD_NOT_ALLOWED, "admin.method_not_allowed", "Method not allowed", "this endpoint does not accept that method")
+            Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "admin.method_not_allowed",
+                "Method not allowed",
+                "this endpoint does not accept that method",
+            )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
@@ -164,13 +169,10 @@ fn applied_response(applied: Applied, status: StatusCode) -> Response {
 
 fn apply_error(e: ApplyError) -> Problem {
     match e {
-        ApplyError::Malformed(errors) => Problem::new(
-            StatusCode::BAD_REQUEST,
-            "config.malformed",
-            "Malformed config",
-            "the document could not be parsed; see errors",
-        )
-        .with_errors(errors),
+        ApplyError::Malformed(errors) => {
+            Problem::new(StatusCode::BAD_REQUEST, "config.malformed", "Malformed config", "the document could not be parsed; see errors")
+                .with_errors(errors)
+        }
         ApplyError::Invalid(errors) => Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "config.invalid",
@@ -185,9 +187,7 @@ fn apply_error(e: ApplyError) -> Problem {
             format!("If-Match does not match the current etag {current}; read the config again"),
         ),
         ApplyError::NotFound(what) => Problem::not_found(what),
-        ApplyError::Persist(msg) => {
-            Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "config.persist_failed", "Cannot persist config", msg)
-        }
+        ApplyError::Persist(msg) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "config.persist_failed", "Cannot persist config", msg),
     }
 }
 
@@ -303,7 +303,12 @@ async fn edit_apis(
     let doc = state.store.document();
     let mut value = doc.value().map_err(apply_error)?;
     let Some(obj) = value.as_object_mut() else {
-        return Err(Problem::new(StatusCode::CONFLICT, "config.not_an_object", "Config is not an object", "the current document is not a mapping"));
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "config.not_an_object",
+            "Config is not an object",
+            "the current document is not a mapping",
+        ));
     };
     let apis = obj.entry("apis").or_insert_with(|| json!([]));
     let Some(list) = apis.as_array_mut() else {
@@ -313,11 +318,7 @@ async fn edit_apis(
     let bytes = render(&value, doc.format).map_err(apply_error)?;
     // Without If-Match the edit is still safe against lost updates: it is based on `doc`.
     let precondition = if_match(headers).unwrap_or_else(|| doc.etag.clone());
-    state
-        .store
-        .apply(Candidate { bytes, format: doc.format, source: Source::Api }, Some(&precondition))
-        .await
-        .map_err(apply_error)
+    state.store.apply(Candidate { bytes, format: doc.format, source: Source::Api }, Some(&precondition)).await.map_err(apply_error)
 }
 
 async fn put_api(State(state): State<Arc<AdminState>>, Path(name): Path<String>, headers: HeaderMap, body: Bytes) -> Response {

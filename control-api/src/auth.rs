@@ -24,10 +24,7 @@ impl AdminToken {
     /// Checks an `Authorization` header value (`Bearer <token>`).
     pub fn verify_header(&self, value: Option<&[u8]>) -> bool {
         let Some(value) = value else { return false };
-        let Some(token) = value
-            .strip_prefix(b"Bearer ")
-            .or_else(|| value.strip_prefix(b"bearer "))
-        else {
+        let Some(token) = value.strip_prefix(b"Bearer ").or_else(|| value.strip_prefix(b"bearer ")) else {
             return false;
         };
         let digest: [u8; 32] = Sha256::digest(token).into();

@@ -43,12 +43,7 @@ impl Problem {
     }
 
     pub fn unauthorized() -> Self {
-        let mut p = Self::new(
-            StatusCode::UNAUTHORIZED,
-            "admin.unauthorized",
-            "Unauthorized",
-            "a valid admin bearer token is required",
-        );
+        let mut p = Self::new(StatusCode::UNAUTHORIZED, "admin.unauthorized", "Unauthorized", "a valid admin bearer token is required");
         p.www_authenticate = true;
         p
     }
@@ -61,8 +56,7 @@ impl IntoResponse for Problem {
         let mut resp = (status, body).into_response();
         resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if self.www_authenticate {
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"gateway-admin\""));
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"gateway-admin\""));
         }
         resp
     }

@@ -158,7 +158,11 @@ mod tests {
         fs::write(&p, b"old").unwrap();
         write_atomic(&p, b"new content").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"new content");
-        let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().contains(".tmp-")).collect();
+        let leftovers: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+            .collect();
         assert!(leftovers.is_empty());
     }
 }

@@ -193,8 +193,7 @@ pub fn build(
     durable: &Durable,
     prepare: Option<&Prepare>,
 ) -> Result<(Snapshot, BTreeMap<String, u64>), ApplyError> {
-    let (spec, value): (GatewaySpec, serde_json::Value) =
-        policies::config::parse_document(bytes, format).map_err(ApplyError::Malformed)?;
+    let (spec, value): (GatewaySpec, serde_json::Value) = policies::config::parse_document(bytes, format).map_err(ApplyError::Malformed)?;
     let digests = api_digests(&value);
     drop(value);
     let snapshot = policies::compile(&spec, durable).map_err(ApplyError::Invalid)?;
@@ -211,8 +210,7 @@ impl Store {
     /// Loads the config file at startup. The file must be valid: there is nothing older to
     /// fall back on. Its revision is the newest on disk when identical, else a new one.
     pub fn open(config_path: &Path, durable: Arc<Durable>, prepare: Option<Prepare>) -> Result<Store, ApplyError> {
-        let bytes = std::fs::read(config_path)
-            .map_err(|e| ApplyError::Persist(format!("cannot read {}: {e}", config_path.display())))?;
+        let bytes = std::fs::read(config_path).map_err(|e| ApplyError::Persist(format!("cannot read {}: {e}", config_path.display())))?;
         let format = Format::from_path(config_path);
         let (mut snapshot, digests) = build(&bytes, format, &durable, prepare.as_ref()).inspect_err(|_| {
             FAMILIES.config_reloads.with_label_values(&["startup", "invalid"]).inc();
@@ -222,15 +220,21 @@ impl Store {
             None => config_path.parent().unwrap_or(Path::new(".")).join(".revisions"),
         };
         let keep = snapshot.process.admin.as_ref().map_or(20, |a| a.keep_revisions);
-        let revisions = Revisions::open(&dir, keep)
-            .map_err(|e| ApplyError::Persist(format!("cannot open revisions dir {}: {e}", dir.display())))?;
+        let revisions =
+            Revisions::open(&dir, keep).map_err(|e| ApplyError::Persist(format!("cannot open revisions dir {}: {e}", dir.display())))?;
         let etag = etag_of(&bytes);
         let latest = revisions.latest().map_err(|e| ApplyError::Persist(e.to_string()))?;
         let revision = match latest {
             Some(m) if m.etag == etag => m.id,
             other => {
                 let id = other.map_or(1, |m| m.id + 1);
-                let meta = RevisionMeta { id, etag: etag.clone(), source: "startup".into(), created_unix: now_unix(), format: format_name(format).into() };
+                let meta = RevisionMeta {
+                    id,
+                    etag: etag.clone(),
+                    source: "startup".into(),
+                    created_unix: now_unix(),
+                    format: format_name(format).into(),
+                };
                 revisions.save(&meta, &bytes).map_err(|e| ApplyError::Persist(e.to_string()))?;
                 id
             }
@@ -300,8 +304,8 @@ impl Store {
         let prepare = self.prepare.clone();
         let (snapshot, digests) =
             tokio::task::spawn_blocking(move || build(&candidate.bytes, candidate.format, &durable, prepare.as_ref()))
-            .await
-            .map_err(|e| ApplyError::Persist(format!("validation task failed: {e}")))??;
+                .await
+                .map_err(|e| ApplyError::Persist(format!("validation task failed: {e}")))??;
         Ok(self.summarize(&snapshot, &digests))
     }
 
@@ -379,8 +383,7 @@ impl Store {
         let (bytes, format) = if candidate.format == file_format {
             (candidate.bytes, candidate.format)
         } else {
-            let value: serde_json::Value =
-                parse_value(&candidate.bytes, candidate.format).map_err(|e| ApplyError::Malformed(vec![e]))?;
+            let value: serde_json::Value = parse_value(&candidate.bytes, candidate.format).map_err(|e| ApplyError::Malformed(vec![e]))?;
             (render(&value, file_format)?, file_format)
         };
         let etag = etag_of(&bytes);

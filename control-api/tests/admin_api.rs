@@ -10,7 +10,8 @@ use serde_json::Value;
 use std::sync::Arc;
 use tower::ServiceExt;
 
-const BASE: &str = "apis:\n  - name: demo\n    context: /demo\n    version: v1\n    resources:\n      - path: /hello\n        mock: { body: one }\n";
+const BASE: &str =
+    "apis:\n  - name: demo\n    context: /demo\n    version: v1\n    resources:\n      - path: /hello\n        mock: { body: one }\n";
 const TOKEN: &str = "test-admin-token";
 
 struct App {
@@ -124,7 +125,8 @@ async fn bad_documents_get_400_or_422_with_every_error() {
     let invalid = r#"{"apis":[{"name":"a","context":"a","version":"v1","resources":[{"path":"x","mock":{}}]}]}"#;
     let r = call(&app, "PUT", "/v1/config", &[("content-type", "application/json")], invalid).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    let paths: Vec<&str> = r.json()["errors"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap().to_string().leak() as &str).collect();
+    let paths: Vec<&str> =
+        r.json()["errors"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap().to_string().leak() as &str).collect();
     assert_eq!(paths, vec!["apis[0].context", "apis[0].resources[0].path"]);
     let v = call(&app, "POST", "/v1/config/validate", &[("content-type", "application/json")], invalid).await;
     assert_eq!(v.status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -176,7 +178,9 @@ async fn per_api_crud() {
     assert_eq!(replaced.status, StatusCode::OK);
     let mismatch = call(&app, "PUT", "/v1/apis/extra", &[("content-type", "application/json")], &api_json("other", "f")).await;
     assert_eq!(mismatch.status, StatusCode::UNPROCESSABLE_ENTITY);
-    let invalid = call(&app, "PUT", "/v1/apis/bad", &[("content-type", "application/json")], r#"{"context":"/bad","version":"v1","resources":[]}"#).await;
+    let invalid =
+        call(&app, "PUT", "/v1/apis/bad", &[("content-type", "application/json")], r#"{"context":"/bad","version":"v1","resources":[]}"#)
+            .await;
     assert_eq!(invalid.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(invalid.json()["errors"][0]["path"], "apis[2].resources");
     let stale = call(&app, "DELETE", "/v1/apis/extra", &[("if-match", "\"nope\"")], "").await;
@@ -222,6 +226,9 @@ async fn warnings_come_back_with_the_summary_and_the_backend_jwks_is_public() {
     let jwks = call(&app, "GET", "/.well-known/jwks.json", &[], "").await;
     assert_eq!(jwks.header("cache-control"), "max-age=300");
     let key = &jwks.json()["keys"][0];
-    assert_eq!((key["kty"].as_str(), key["crv"].as_str(), key["alg"].as_str(), key["use"].as_str()), (Some("EC"), Some("P-256"), Some("ES256"), Some("sig")));
+    assert_eq!(
+        (key["kty"].as_str(), key["crv"].as_str(), key["alg"].as_str(), key["use"].as_str()),
+        (Some("EC"), Some("P-256"), Some("ES256"), Some("sig"))
+    );
     assert!(put.json()["summary"]["warnings"][0]["message"].as_str().unwrap().contains(key["kid"].as_str().unwrap()));
 }

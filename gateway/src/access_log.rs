@@ -4,11 +4,11 @@
 //! slowing traffic down. The query string is never logged: it often carries credentials.
 
 use crate::ctx::RequestCtx;
-use std::net::IpAddr;
 use policies::config::AccessLogSpec;
 use policies::metrics::FAMILIES;
 use serde::Serialize;
 use std::io::{BufWriter, Write};
+use std::net::IpAddr;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::time::{Duration, SystemTime};
 

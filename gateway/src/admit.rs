@@ -19,8 +19,18 @@ use std::net::IpAddr;
 
 /// Hop-by-hop fields (RFC 9110 §7.6.1, and the usual unofficial ones): never forwarded, in
 /// either direction, on any path.
-pub const HOP_BY_HOP: [&str; 10] =
-    ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authorization", "proxy-authenticate", "http2-settings"];
+pub const HOP_BY_HOP: [&str; 10] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "http2-settings",
+];
 
 /// Whether `name` (any case) is a hop-by-hop field.
 pub fn is_hop_by_hop(name: &[u8]) -> bool {
@@ -196,11 +206,7 @@ pub fn upstream_edits<'r>(
 
     let original_host = req.header("host").or(authority);
     let preserve_host = api.endpoint.as_ref().is_some_and(|e| e.preserve_host);
-    let host = if !preserve_host {
-        Some(target.authority.clone())
-    } else {
-        original_host.and_then(|h| HeaderValue::from_bytes(h).ok())
-    };
+    let host = if !preserve_host { Some(target.authority.clone()) } else { original_host.and_then(|h| HeaderValue::from_bytes(h).ok()) };
     let mut remove = [None; 3];
     if let Some(auth) = auth {
         remove[0] = Some(header::AUTHORIZATION.as_str());

@@ -33,14 +33,14 @@ use pingora::connectors::TransportConnector;
 use pingora::protocols::http::v1::client::HttpSession as UpstreamSession;
 use pingora::protocols::Stream;
 use pingora::proxy::{ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result, RetryType};
 use policies::metrics::FAMILIES;
 use policies::state::now_ms;
+use policies::Snapshot;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
-use pingora::upstreams::peer::HttpPeer;
-use policies::Snapshot;
 
 /// Idle connections kept per target on each worker thread.
 pub const MAX_IDLE: usize = 64;
@@ -193,22 +193,45 @@ pub(crate) struct Attempt<'s> {
 /// failed connect is a health strike and moves on to another target while the endpoint's
 /// retries allow: nothing reached the upstream, so that is safe even for POST (as
 /// `fail_to_connect` on Pingora's path).
-pub(crate) async fn connect<'s>(gw: &Gateway, direct: &Direct, snapshot: &'s Snapshot, ctx: &mut RequestCtx, mut resend_to: Option<usize>) -> Result<Attempt<'s>> {
-    let endpoint = ctx.api.and_then(|i| snapshot.api(i)).and_then(|a| a.endpoint.as_ref()).ok_or_else(|| Error::explain(ErrorType::HTTPStatus(502), "API has no endpoint"))?;
+pub(crate) async fn connect<'s>(
+    gw: &Gateway,
+    direct: &Direct,
+    snapshot: &'s Snapshot,
+    ctx: &mut RequestCtx,
+    mut resend_to: Option<usize>,
+) -> Result<Attempt<'s>> {
+    let endpoint = ctx
+        .api
+        .and_then(|i| snapshot.api(i))
+        .and_then(|a| a.endpoint.as_ref())
+        .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(502), "API has no endpoint"))?;
     loop {
         let fresh_only = resend_to.is_some();
         let idx = match resend_to.take() {
             Some(i) => i,
-            None => endpoint.select(ctx.tried, now_ms()).ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "every target was tried"))?,
+            None => {
+                endpoint.select(ctx.tried, now_ms()).ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "every target was tried"))?
+            }
         };
-        let p = endpoint.targets.get(idx).and_then(prepared).ok_or_else(|| Error::explain(ErrorType::InternalError, "target was not prepared"))?;
+        let p = endpoint
+            .targets
+            .get(idx)
+            .and_then(prepared)
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "target was not prepared"))?;
         let untried_left = ((ctx.tried | 1 << idx).count_ones() as usize) < endpoint.targets.len();
         if !fresh_only {
             ctx.tried |= 1 << idx;
             ctx.attempts += 1;
         }
         ctx.target = Some(idx);
-        let attempt = |stream, reused| Attempt { idx, peer: &p.peer, key: p.reuse_key, idle_timeout_ms: endpoint.idle_timeout.as_millis() as u64, stream, reused };
+        let attempt = |stream, reused| Attempt {
+            idx,
+            peer: &p.peer,
+            key: p.reuse_key,
+            idle_timeout_ms: endpoint.idle_timeout.as_millis() as u64,
+            stream,
+            reused,
+        };
         if !fresh_only {
             if let Some(stream) = take(p.reuse_key, now_ms()) {
                 return Ok(attempt(stream, true));

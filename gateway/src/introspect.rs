@@ -6,8 +6,8 @@
 //! two tokens can never share a verdict. A failed call is reported as `Unavailable` (503) and
 //! not cached: it says nothing about the token.
 
-use policies::authn::introspect::{IntrospectionResult, Introspector};
 use pingora::connectors::http::Connector;
+use policies::authn::introspect::{IntrospectionResult, Introspector};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

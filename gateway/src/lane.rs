@@ -278,14 +278,7 @@ struct UpHead {
 
 impl UpHead {
     fn new() -> Box<UpHead> {
-        Box::new(UpHead {
-            len: 0,
-            status: 0,
-            reason: Span::default(),
-            fields: Vec::new(),
-            framing: Framing::None,
-            reusable: false,
-        })
+        Box::new(UpHead { len: 0, status: 0, reason: Span::default(), fields: Vec::new(), framing: Framing::None, reusable: false })
     }
 
     fn fields<'b>(&'b self, buf: &'b [u8]) -> impl Iterator<Item = (&'b [u8], &'b [u8])> {
@@ -584,7 +577,9 @@ impl Conn {
                 Err(Failure::ClientGone) => return Err(Failure::ClientGone),
                 Err(Failure::Upstream(e)) => {
                     // A kept connection the upstream had closed before answering anything.
-                    let closed_kept = reused && self.upbuf.is_empty() && matches!(e.etype(), ErrorType::ConnectionClosed | ErrorType::WriteError | ErrorType::ReadError);
+                    let closed_kept = reused
+                        && self.upbuf.is_empty()
+                        && matches!(e.etype(), ErrorType::ConnectionClosed | ErrorType::WriteError | ErrorType::ReadError);
                     if resend_after(gw, ctx, &e, closed_kept, idempotent, &mut resent) {
                         resend_to = Some(attempt.idx);
                         continue;
@@ -622,7 +617,14 @@ impl Conn {
     /// Reads the upstream's final response head into `upbuf` and `up_head` (interim 1xx
     /// heads are read and dropped), watching the client meanwhile: one that hangs up ends the
     /// exchange.
-    async fn read_up_head(&mut self, up: &mut Stream, up_head: &mut UpHead, sent_at: Instant, read_timeout: Duration, head_request: bool) -> Result<(), Failure> {
+    async fn read_up_head(
+        &mut self,
+        up: &mut Stream,
+        up_head: &mut UpHead,
+        sent_at: Instant,
+        read_timeout: Duration,
+        head_request: bool,
+    ) -> Result<(), Failure> {
         // Counted from when the request went out; the first wait takes the whole timeout
         // without reading the clock again.
         let deadline = sent_at + read_timeout;
@@ -861,7 +863,10 @@ fn parse_up_head(buf: &[u8], h: &mut UpHead, head_request: bool) -> Result<bool,
         h.fields.push((Span::of(buf, f.name.as_bytes()), Span::of(buf, f.value)));
         let name = f.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
-            let n = std::str::from_utf8(f.value).ok().filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())).and_then(|v| v.parse::<u64>().ok());
+            let n = std::str::from_utf8(f.value)
+                .ok()
+                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|v| v.parse::<u64>().ok());
             match (n, length) {
                 (Some(n), None) => length = Some(n),
                 (Some(n), Some(m)) if n == m => {}
@@ -1021,7 +1026,10 @@ impl Dechunk {
                     if digits == 0 || digits > 15 || !(rest.is_empty() || matches!(rest[0], b';' | b' ' | b'\t')) {
                         return Err("malformed chunk size");
                     }
-                    let size = std::str::from_utf8(&line[..digits]).ok().and_then(|s| u64::from_str_radix(s, 16).ok()).ok_or("malformed chunk size")?;
+                    let size = std::str::from_utf8(&line[..digits])
+                        .ok()
+                        .and_then(|s| u64::from_str_radix(s, 16).ok())
+                        .ok_or("malformed chunk size")?;
                     buf.advance(end + 2);
                     self.state = if size == 0 { ChunkState::Trailers } else { ChunkState::Data(size) };
                 }

@@ -23,16 +23,16 @@ use crate::upstream::prepared;
 use async_trait::async_trait;
 use control_api::Store;
 use http::header::{self, HeaderName, HeaderValue};
+use http::request::Parts;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
-use policies::metrics::FAMILIES;
-use policies::authn::introspect::IntrospectionResult;
 use policies::authn::bearer_token;
+use policies::authn::introspect::IntrospectionResult;
+use policies::metrics::FAMILIES;
 use policies::state::now_ms;
 use policies::{ProblemCode, Rejection};
-use http::request::Parts;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -199,7 +199,8 @@ impl ProxyHttp for Gateway {
             Err(_) => return Ok(()),
         };
         if let Some(target) = &edits.target {
-            let uri = http::Uri::try_from(target.as_str()).map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "rewritten path", e))?;
+            let uri =
+                http::Uri::try_from(target.as_str()).map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "rewritten path", e))?;
             up.set_uri(uri);
         }
         for name in edits.remove.iter().flatten() {
@@ -270,7 +271,12 @@ impl ProxyHttp for Gateway {
             let req = session.req_header();
             RequestFacts {
                 method: req.method.as_str(),
-                host: req.headers.get(header::HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri.authority().map(|a| a.as_str())).unwrap_or(""),
+                host: req
+                    .headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .or_else(|| req.uri.authority().map(|a| a.as_str()))
+                    .unwrap_or(""),
                 path: req.uri.path(),
                 client: session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()),
                 http: if session.is_http2() { "2" } else { "1.1" },
@@ -304,7 +310,6 @@ impl Gateway {
     }
 }
 
-
 /// Maps a Pingora error to the problem answered to the client; `None` when the client
 /// connection is already dead.
 pub(crate) fn classify(e: &Error) -> (Option<ProblemCode>, &'static str) {
@@ -314,8 +319,8 @@ pub(crate) fn classify(e: &Error) -> (Option<ProblemCode>, &'static str) {
         HTTPStatus(504) => (Some(ProblemCode::UpstreamTimeout), "the upstream did not answer in time"),
         HTTPStatus(400) => (Some(ProblemCode::BadRequest), "the request could not be read"),
         HTTPStatus(_) => (Some(ProblemCode::Internal), "the gateway failed to handle the request"),
-        ConnectTimedout | ConnectRefused | ConnectError | TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert
-        | SocketError | BindError => (Some(ProblemCode::UpstreamUnavailable), "no upstream target could be reached"),
+        ConnectTimedout | ConnectRefused | ConnectError | TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert | SocketError
+        | BindError => (Some(ProblemCode::UpstreamUnavailable), "no upstream target could be reached"),
         ReadTimedout | WriteTimedout => match e.esource() {
             ErrorSource::Downstream => (Some(ProblemCode::BadRequest), "the client was too slow"),
             _ => (Some(ProblemCode::UpstreamTimeout), "the upstream did not answer in time"),

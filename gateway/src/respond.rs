@@ -87,7 +87,13 @@ pub fn preflight_reply(ctx: &RequestCtx, req: &dyn RequestHead, headers: Vec<(He
 /// lifecycle headers and, on actual requests, its CORS headers (so a browser can read the
 /// error). Pingora does not call `response_filter` after `request_filter` answers, so they
 /// are added here.
-fn finish(ctx: &RequestCtx, req: &dyn RequestHead, status: StatusCode, mut headers: Vec<(HeaderName, HeaderValue)>, body: Bytes) -> LocalReply {
+fn finish(
+    ctx: &RequestCtx,
+    req: &dyn RequestHead,
+    status: StatusCode,
+    mut headers: Vec<(HeaderName, HeaderValue)>,
+    body: Bytes,
+) -> LocalReply {
     fn insert(headers: &mut Vec<(HeaderName, HeaderValue)>, name: HeaderName, value: HeaderValue) {
         headers.retain(|(n, _)| *n != name);
         headers.push((name, value));

@@ -103,7 +103,9 @@ pub fn run(config: &Path) -> ExitCode {
             // read into buffers of their own, so Pingora's default 64 KiB per connection was
             // memory held by every idle keep-alive client and an extra copy of each read.
             // TLS listeners keep it (rustls reads in small records).
-            None => proxy.add_listener(ListenerConfig::tcp(l.address.clone()).l4_buffer(L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE))),
+            None => {
+                proxy.add_listener(ListenerConfig::tcp(l.address.clone()).l4_buffer(L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE)))
+            }
             Some(tls) => {
                 let mut settings = match TlsSettings::intermediate(&tls.cert, &tls.key) {
                     Ok(s) => s,

@@ -108,7 +108,10 @@ async fn bearer_tokens_are_verified_and_stripped() {
     expired["exp"] = json!(now() - 3600);
     let r = c.get(gw.url("/orders/v1/order/1")).bearer_auth(token(expired)).send().await.unwrap();
     assert_eq!(r.status(), 401);
-    assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"orders\", error=\"invalid_token\", error_description=\"the token has expired\"");
+    assert_eq!(
+        r.headers()["www-authenticate"],
+        "Bearer realm=\"orders\", error=\"invalid_token\", error_description=\"the token has expired\""
+    );
     assert_eq!(r.json::<serde_json::Value>().await.unwrap()["code"], "auth.invalid_token");
 
     let none = format!("{}.{}.", b64(br#"{"alg":"none"}"#), b64(claims().to_string().as_bytes()));
@@ -176,7 +179,10 @@ async fn independently_minted_tokens_of_every_family_verify() {
     let forged = encode(&h, &claims, &EncodingKey::from_secret(&public_pem)).unwrap();
     let r = c.get(gw.url("/bench/v1/x")).bearer_auth(forged).send().await.unwrap();
     assert_eq!(r.status(), 401);
-    assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"bench\", error=\"invalid_token\", error_description=\"the token's signature is invalid\"");
+    assert_eq!(
+        r.headers()["www-authenticate"],
+        "Bearer realm=\"bench\", error=\"invalid_token\", error_description=\"the token's signature is invalid\""
+    );
     // A token for the bench issuer is refused on an API that does not trust that issuer.
     let t = std::fs::read_to_string(bench_keys().join("token_rs256.txt")).unwrap();
     let r = c.get(gw.url("/orders/v1/order/1")).bearer_auth(t.trim()).send().await.unwrap();
@@ -262,7 +268,8 @@ fn ec_key(kid: &str) -> EcKey {
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
     let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
     let point = pair.public_key().as_ref();
-    let jwk = json!({ "kty": "EC", "crv": "P-256", "kid": kid, "use": "sig", "alg": "ES256", "x": b64(&point[1..33]), "y": b64(&point[33..65]) });
+    let jwk =
+        json!({ "kty": "EC", "crv": "P-256", "kid": kid, "use": "sig", "alg": "ES256", "x": b64(&point[1..33]), "y": b64(&point[33..65]) });
     EcKey { pkcs8: pkcs8.as_ref().to_vec(), jwk }
 }
 
@@ -383,7 +390,10 @@ async fn backend_jwt_names_the_caller_and_cannot_be_spoofed() {
     let up = TestUpstream::start("a").await;
     let cfg = config(&up)
         .replace("applications:", "backend_jwt: { alg: HS256, secret_env: TEST_BACKEND_SECRET, ttl: 2m }\napplications:")
-        .replace("require_subscription: true }\n    resources:\n      - { path: /menu", "require_subscription: true, backend_jwt: true }\n    resources:\n      - { path: /menu");
+        .replace(
+            "require_subscription: true }\n    resources:\n      - { path: /menu",
+            "require_subscription: true, backend_jwt: true }\n    resources:\n      - { path: /menu",
+        );
     assert!(cfg.contains("backend_jwt: true"), "{cfg}");
     let backend_secret = "backend-signing-secret-of-at-least-32-bytes";
     let gw = TestGateway::start_with(&cfg, &[("TEST_IDP_SECRET", HS_SECRET), ("TEST_BACKEND_SECRET", backend_secret)], "gateway.yaml");
@@ -401,7 +411,9 @@ async fn backend_jwt_names_the_caller_and_cannot_be_spoofed() {
     assert_ne!(assertion, "forged-by-client");
     let mut v = jsonwebtoken::Validation::new(Algorithm::HS256);
     v.set_issuer(&["gateway"]);
-    let got = jsonwebtoken::decode::<serde_json::Value>(assertion, &jsonwebtoken::DecodingKey::from_secret(backend_secret.as_bytes()), &v).unwrap().claims;
+    let got = jsonwebtoken::decode::<serde_json::Value>(assertion, &jsonwebtoken::DecodingKey::from_secret(backend_secret.as_bytes()), &v)
+        .unwrap()
+        .claims;
     assert_eq!(got["application"], "mobile");
     assert_eq!(got["sub"], "alice");
     assert_eq!(got["tier"], "Gold");
@@ -430,7 +442,8 @@ async fn introspection_idp() -> (u16, std::sync::Arc<std::sync::Mutex<std::colle
                 let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let calls = calls.clone();
                     async move {
-                        let authorized = req.headers().get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Basic {}", base64_std("gateway:intro-secret")));
+                        let authorized = req.headers().get("authorization").and_then(|v| v.to_str().ok())
+                            == Some(&format!("Basic {}", base64_std("gateway:intro-secret")));
                         let body = req.into_body().collect().await.unwrap().to_bytes();
                         let form = String::from_utf8_lossy(&body).to_string();
                         let token = form.split('&').find_map(|p| p.strip_prefix("token=")).unwrap_or("").to_string();
@@ -445,14 +458,29 @@ async fn introspection_idp() -> (u16, std::sync::Arc<std::sync::Mutex<std::colle
                                 }
                                 "shared" => {
                                     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-                                    (200, json!({ "active": true, "client_id": "mobile-client", "sub": "bob", "scope": "order:write", "exp": now() + 600 }))
+                                    (
+                                        200,
+                                        json!({ "active": true, "client_id": "mobile-client", "sub": "bob", "scope": "order:write", "exp": now() + 600 }),
+                                    )
                                 }
-                                "good" => (200, json!({ "active": true, "client_id": "mobile-client", "sub": "alice", "scope": "order:write", "exp": now() + 600 })),
-                                "no-scope" => (200, json!({ "active": true, "client_id": "mobile-client", "scope": "order:read", "exp": now() + 600 })),
+                                "good" => (
+                                    200,
+                                    json!({ "active": true, "client_id": "mobile-client", "sub": "alice", "scope": "order:write", "exp": now() + 600 }),
+                                ),
+                                "no-scope" => (
+                                    200,
+                                    json!({ "active": true, "client_id": "mobile-client", "scope": "order:read", "exp": now() + 600 }),
+                                ),
                                 _ => (200, json!({ "active": false })),
                             }
                         };
-                        Ok::<_, hyper::Error>(hyper::Response::builder().status(status).header("content-type", "application/json").body(Full::new(bytes::Bytes::from(json.to_string()))).unwrap())
+                        Ok::<_, hyper::Error>(
+                            hyper::Response::builder()
+                                .status(status)
+                                .header("content-type", "application/json")
+                                .body(Full::new(bytes::Bytes::from(json.to_string())))
+                                .unwrap(),
+                        )
                     }
                 });
                 let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await;
@@ -500,7 +528,10 @@ apis:
 
     let r = get("revoked").await;
     assert_eq!(r.status(), 401);
-    assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"legacy\", error=\"invalid_token\", error_description=\"the token is not active\"");
+    assert_eq!(
+        r.headers()["www-authenticate"],
+        "Bearer realm=\"legacy\", error=\"invalid_token\", error_description=\"the token is not active\""
+    );
     assert_eq!(get("revoked").await.status(), 401);
     assert_eq!(count("revoked"), 1, "the negative cache answers the second time");
 

@@ -40,7 +40,17 @@ async fn problem(r: reqwest::Response) -> (u16, Option<String>, Value) {
 async fn the_issue_example_config_works_end_to_end() {
     let mobile = "mobile-client:mobile-secret:Gold:order:write";
     let jwt_idp = Idp::start(&["--issuer", "https://idp.example/", "--audience", "orders", "--client", mobile]);
-    let opaque_idp = Idp::start(&["--opaque", "--issuer", "https://idp.example/", "--audience", "orders", "--client", mobile, "--client", "gateway:introspection-secret"]);
+    let opaque_idp = Idp::start(&[
+        "--opaque",
+        "--issuer",
+        "https://idp.example/",
+        "--audience",
+        "orders",
+        "--client",
+        mobile,
+        "--client",
+        "gateway:introspection-secret",
+    ]);
     let (a, b) = (TestUpstream::start("a").await, TestUpstream::start("b").await);
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let example = std::fs::read_to_string(root.join("conf/examples/orders-auth.yaml")).unwrap();
@@ -57,7 +67,11 @@ async fn the_issue_example_config_works_end_to_end() {
     }
     let gw = TestGateway::start_with(
         &config,
-        &[("IDP_HS_SECRET", HS_SECRET), ("INTROSPECTION_SECRET", "introspection-secret"), ("GATEWAY_ADMIN_TOKEN", "an-admin-token-for-this-test-only")],
+        &[
+            ("IDP_HS_SECRET", HS_SECRET),
+            ("INTROSPECTION_SECRET", "introspection-secret"),
+            ("GATEWAY_ADMIN_TOKEN", "an-admin-token-for-this-test-only"),
+        ],
         "gateway.yaml",
     );
     let c = client();
@@ -66,9 +80,15 @@ async fn the_issue_example_config_works_end_to_end() {
     // Accepted, with the two warnings the example earns: the inert HS256 key, and the
     // generated backend-JWT key.
     let log = gw.log();
-    assert!(log.contains("config warning") && log.contains("key_managers[0].keys[0]") && log.contains("HS256, which `algorithms` does not allow"), "{log}");
+    assert!(
+        log.contains("config warning")
+            && log.contains("key_managers[0].keys[0]")
+            && log.contains("HS256, which `algorithms` does not allow"),
+        "{log}"
+    );
     assert!(log.contains("path=backend_jwt"), "{log}");
-    let status: Value = c.get(gw.admin_url("/v1/status")).bearer_auth("an-admin-token-for-this-test-only").send().await.unwrap().json().await.unwrap();
+    let status: Value =
+        c.get(gw.admin_url("/v1/status")).bearer_auth("an-admin-token-for-this-test-only").send().await.unwrap().json().await.unwrap();
     let warned: Vec<&str> = status["warnings"].as_array().unwrap().iter().map(|w| w["path"].as_str().unwrap()).collect();
     assert_eq!(warned, ["key_managers[0].keys[0]", "backend_jwt"]);
 
@@ -124,11 +144,17 @@ async fn the_issue_example_config_works_end_to_end() {
     assert_eq!(r.status(), 200);
     let claims = backend_claims(&r.json().await.unwrap());
     assert_eq!((claims["sub"].as_str(), claims["scope"].as_str()), (Some("alice"), Some("admin order:write")));
-    let (s, challenge, body) = problem(get("/orders/v1/order/7").bearer_auth(sign(Algorithm::PS256, "rsa-old", &rsa, "alice", "order:write")).send().await.unwrap()).await;
+    let (s, challenge, body) = problem(
+        get("/orders/v1/order/7").bearer_auth(sign(Algorithm::PS256, "rsa-old", &rsa, "alice", "order:write")).send().await.unwrap(),
+    )
+    .await;
     assert_eq!((s, body["code"].as_str()), (401, Some("auth.invalid_token")));
     assert!(challenge.unwrap().starts_with("Bearer realm=\"orders\", error=\"invalid_token\""));
     // A user token without the `admin` scope.
-    let (s, challenge, body) = problem(get("/orders/v1/admin/users").bearer_auth(sign(Algorithm::RS256, "rsa-old", &rsa, "alice", "order:write")).send().await.unwrap()).await;
+    let (s, challenge, body) = problem(
+        get("/orders/v1/admin/users").bearer_auth(sign(Algorithm::RS256, "rsa-old", &rsa, "alice", "order:write")).send().await.unwrap(),
+    )
+    .await;
     assert_eq!((s, body["code"].as_str()), (403, Some("auth.insufficient_scope")));
     assert!(challenge.unwrap().contains("error=\"insufficient_scope\""));
 

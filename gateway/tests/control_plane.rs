@@ -43,13 +43,18 @@ fn startup_is_refused_without_a_token_off_loopback_or_with_a_missing_token() {
     let dir = tempfile::tempdir().unwrap();
     let open = dir.path().join("open.yaml");
     let admin_port = free_port();
-    std::fs::write(&open, config("A", false).replace("127.0.0.1:{admin}", &format!("0.0.0.0:{admin_port}")).replace("{port}", &free_port().to_string())).unwrap();
+    std::fs::write(
+        &open,
+        config("A", false).replace("127.0.0.1:{admin}", &format!("0.0.0.0:{admin_port}")).replace("{port}", &free_port().to_string()),
+    )
+    .unwrap();
     let (code, _, err) = run_gateway(&["run", "--config", open.to_str().unwrap()], &[]);
     assert_eq!(code, Some(1));
     assert!(err.contains("admin.token_env: is required because the admin address"), "{err}");
 
     let missing = dir.path().join("missing.yaml");
-    std::fs::write(&missing, config("A", true).replace("{admin}", &free_port().to_string()).replace("{port}", &free_port().to_string())).unwrap();
+    std::fs::write(&missing, config("A", true).replace("{admin}", &free_port().to_string()).replace("{port}", &free_port().to_string()))
+        .unwrap();
     let (code, _, err) = run_gateway(&["run", "--config", missing.to_str().unwrap()], &[]);
     assert_eq!(code, Some(1));
     assert!(err.contains("TEST_ADMIN_TOKEN is not set"), "{err}");
@@ -175,7 +180,11 @@ fn validate_prints_ok_or_every_error_with_its_path() {
     assert_eq!(out.trim(), "ok (1 APIs)");
 
     let bad = dir.path().join("bad.json");
-    std::fs::write(&bad, r#"{"apis":[{"name":"x y","context":"/a","version":"v1","resources":[{"path":"/{id}.json","methods":["GETT"],"mock":{}}]}]}"#).unwrap();
+    std::fs::write(
+        &bad,
+        r#"{"apis":[{"name":"x y","context":"/a","version":"v1","resources":[{"path":"/{id}.json","methods":["GETT"],"mock":{}}]}]}"#,
+    )
+    .unwrap();
     let (code, _, err) = run_gateway(&["validate", bad.to_str().unwrap()], &[]);
     assert_eq!(code, Some(1));
     assert!(err.contains("apis[0].name: `x y` must be non-empty"), "{err}");

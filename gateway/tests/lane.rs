@@ -339,7 +339,9 @@ fn normalised(raw: &str) -> (Vec<String>, String) {
         .enumerate()
         .filter_map(|(i, l)| match l.split_once(':') {
             _ if i == 0 => Some(l.to_string()),
-            Some((n, _)) if n.eq_ignore_ascii_case("x-request-id") || n.eq_ignore_ascii_case("date") => Some(format!("{}: *", n.to_ascii_lowercase())),
+            Some((n, _)) if n.eq_ignore_ascii_case("x-request-id") || n.eq_ignore_ascii_case("date") => {
+                Some(format!("{}: *", n.to_ascii_lowercase()))
+            }
             Some((n, v)) if n.eq_ignore_ascii_case("connection") && v.trim().eq_ignore_ascii_case("keep-alive") => None,
             Some((n, v)) => Some(format!("{}:{v}", n.to_ascii_lowercase())),
             None => Some(l.to_string()),

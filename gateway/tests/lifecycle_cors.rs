@@ -16,7 +16,11 @@ fn config(up: &TestUpstream) -> String {
     c += &api("blocked", "blocked", "");
     c += &api("retired", "retired", "");
     c += &api("created", "created", "");
-    c += &api("old", "deprecated", "    deprecation: { since: \"2026-01-01T00:00:00Z\", sunset: \"2027-01-01T00:00:00Z\", link: \"https://docs.example/old\" }\n");
+    c += &api(
+        "old",
+        "deprecated",
+        "    deprecation: { since: \"2026-01-01T00:00:00Z\", sunset: \"2027-01-01T00:00:00Z\", link: \"https://docs.example/old\" }\n",
+    );
     c += &api(
         "web",
         "published",

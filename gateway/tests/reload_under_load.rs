@@ -43,7 +43,8 @@ apis:
 async fn zero_failures_and_whole_responses_across_200_reloads() {
     let up = TestUpstream::start("up").await;
     let gw = Arc::new(TestGateway::start(&config(0, &up)));
-    let client = reqwest::Client::builder().no_proxy().pool_max_idle_per_host(CONNECTIONS).timeout(Duration::from_secs(10)).build().unwrap();
+    let client =
+        reqwest::Client::builder().no_proxy().pool_max_idle_per_host(CONNECTIONS).timeout(Duration::from_secs(10)).build().unwrap();
     let done = Arc::new(AtomicUsize::new(0));
     let failures = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let reloading = Arc::new(AtomicBool::new(true));
@@ -76,7 +77,11 @@ async fn zero_failures_and_whole_responses_across_200_reloads() {
                             }
                         } else {
                             let rev = headers.get("x-rev").and_then(|v| v.to_str().ok()).unwrap_or("?");
-                            if body == format!("rev-{rev}") { Ok(()) } else { Err(format!("mixed revisions: header {rev}, body {body}")) }
+                            if body == format!("rev-{rev}") {
+                                Ok(())
+                            } else {
+                                Err(format!("mixed revisions: header {rev}, body {body}"))
+                            }
                         }
                     }
                 };

@@ -164,7 +164,13 @@ async fn normalisation_stops_bypass_attempts() {
         assert!(r.contains("route.not_found"), "{p}");
     }
     // Encoded separators, NUL and malformed escapes are refused outright.
-    for p in ["/secure/v1/public/..%2fprivate", "/secure/v1/public%2F..%2Fprivate", "/secure/v1/public/%5c..%5cprivate", "/secure/v1/public/x%00", "/secure/v1/public/%zz"] {
+    for p in [
+        "/secure/v1/public/..%2fprivate",
+        "/secure/v1/public%2F..%2Fprivate",
+        "/secure/v1/public/%5c..%5cprivate",
+        "/secure/v1/public/x%00",
+        "/secure/v1/public/%zz",
+    ] {
         let r = get(p);
         assert_eq!(status_and_body(&r).0, 400, "{p}: {r}");
         assert!(r.contains("request.bad_path"), "{p}: {r}");

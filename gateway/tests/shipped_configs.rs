@@ -54,7 +54,10 @@ fn every_shipped_config_validates() {
         if file.ends_with("orders-auth.yaml") {
             assert_eq!(stdout.trim(), "ok (1 APIs, 2 warnings)");
             let stderr = String::from_utf8_lossy(&out.stderr);
-            assert!(stderr.contains("warning: key_managers[0].keys[0]: an HMAC secret for HS256, which `algorithms` does not allow"), "{stderr}");
+            assert!(
+                stderr.contains("warning: key_managers[0].keys[0]: an HMAC secret for HS256, which `algorithms` does not allow"),
+                "{stderr}"
+            );
             assert!(stderr.contains("warning: backend_jwt: no signing key is configured"), "{stderr}");
         } else {
             assert!(!stdout.contains("warning"), "{}: {stdout}", file.display());

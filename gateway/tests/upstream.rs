@@ -24,11 +24,7 @@ async fn server_of(c: &reqwest::Client, gw: &TestGateway) -> (u16, String) {
 #[tokio::test(flavor = "multi_thread")]
 async fn weighted_round_robin_follows_weights() {
     let (a, b) = (TestUpstream::start("a").await, TestUpstream::start("b").await);
-    let gw = TestGateway::start(&config(&format!(
-        "      targets: [{{ url: \"{}\", weight: 2 }}, {{ url: \"{}\" }}]",
-        a.url(),
-        b.url()
-    )));
+    let gw = TestGateway::start(&config(&format!("      targets: [{{ url: \"{}\", weight: 2 }}, {{ url: \"{}\" }}]", a.url(), b.url())));
     let c = client();
     for _ in 0..30 {
         assert_eq!(server_of(&c, &gw).await.0, 200);
@@ -69,11 +65,21 @@ async fn a_killed_target_fails_over_without_client_errors() {
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
         .unwrap_or(0);
     assert_eq!(failures, 2, "{metrics}");
-    assert!(metrics.contains(&format!("gateway_upstream_healthy{{target=\"{}\"}} 0", a.url())) || {
-        // the gauge is refreshed every 100 ms
-        std::thread::sleep(Duration::from_millis(300));
-        client().get(gw.admin_url("/metrics")).send().await.unwrap().text().await.unwrap().contains(&format!("gateway_upstream_healthy{{target=\"{}\"}} 0", a.url()))
-    });
+    assert!(
+        metrics.contains(&format!("gateway_upstream_healthy{{target=\"{}\"}} 0", a.url())) || {
+            // the gauge is refreshed every 100 ms
+            std::thread::sleep(Duration::from_millis(300));
+            client()
+                .get(gw.admin_url("/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+                .contains(&format!("gateway_upstream_healthy{{target=\"{}\"}} 0", a.url()))
+        }
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

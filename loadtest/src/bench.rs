@@ -290,7 +290,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     let jwt_config = match (wants("jwt"), args.jwt_config.is_file()) {
         (true, true) => Some(args.jwt_config.clone()),
-        (true, false) => bail!("the jwt scenario needs a gateway config that verifies tokens: --jwt-config {} not found", args.jwt_config.display()),
+        (true, false) => {
+            bail!("the jwt scenario needs a gateway config that verifies tokens: --jwt-config {} not found", args.jwt_config.display())
+        }
         (false, _) => None,
     };
     if wants("jwt") && token.is_none() {
@@ -393,9 +395,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         let mut all: Vec<&ChildProc> = vec![&upstream];
         all.extend(gateways.iter().map(|(_, g)| g));
         let serves = |p: &ChildProc| {
-            p.name == "upstream"
-                || (scenario == "passthrough" && p.name == "gateway")
-                || (scenario == "jwt" && p.name == "gateway-jwt")
+            p.name == "upstream" || (scenario == "passthrough" && p.name == "gateway") || (scenario == "jwt" && p.name == "gateway-jwt")
         };
         let before: Vec<Option<f64>> = all.iter().map(|p| p.cpu_seconds()).collect();
         let machine_before = CpuSample::now();
@@ -427,14 +427,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     meta.finish();
     let summaries = summarize(&targets, &rounds);
     print!("{}", table_text(&summaries));
-    let report = Report::Compare(Box::new(CompareReport {
-        meta,
-        title: "bench".to_string(),
-        settings,
-        targets: summaries,
-        rounds,
-        notes,
-    }));
+    let report = Report::Compare(Box::new(CompareReport { meta, title: "bench".to_string(), settings, targets: summaries, rounds, notes }));
     let json = out.join("report.json");
     let html = out.join("report.html");
     write_json(&json, &report)?;

@@ -54,9 +54,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Parses a `Name: value` header.
 pub fn parse_header(s: &str) -> Result<(String, String), String> {
-    let (name, value) = s
-        .split_once(':')
-        .ok_or_else(|| format!("bad header {s:?}: expected 'Name: value'"))?;
+    let (name, value) = s.split_once(':').ok_or_else(|| format!("bad header {s:?}: expected 'Name: value'"))?;
     let name = name.trim();
     let value = value.trim();
     if !valid_header_name(name) {

@@ -36,8 +36,7 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 5] =
-        [ErrorKind::Connect, ErrorKind::Timeout, ErrorKind::Reset, ErrorKind::Protocol, ErrorKind::Other];
+    pub const ALL: [ErrorKind; 5] = [ErrorKind::Connect, ErrorKind::Timeout, ErrorKind::Reset, ErrorKind::Protocol, ErrorKind::Other];
 
     pub fn index(self) -> usize {
         self as usize
@@ -108,9 +107,7 @@ pub async fn connect_tcp(addr: SocketAddr, timeout: Duration) -> Result<TcpStrea
         Err(_) => Err(Failure::new(ErrorKind::Connect, format!("connect to {addr} timed out after {timeout:?}"))),
         Ok(Err(e)) => Err(Failure::new(ErrorKind::Connect, format!("connect to {addr}: {e}"))),
         Ok(Ok(stream)) => {
-            stream
-                .set_nodelay(true)
-                .map_err(|e| Failure::new(ErrorKind::Connect, format!("set TCP_NODELAY: {e}")))?;
+            stream.set_nodelay(true).map_err(|e| Failure::new(ErrorKind::Connect, format!("set TCP_NODELAY: {e}")))?;
             Ok(stream)
         }
     }
@@ -128,13 +125,7 @@ pub struct Connection {
 
 impl Connection {
     pub fn new(stream: TcpStream) -> Self {
-        Connection {
-            stream,
-            buf: vec![0u8; READ_BUF].into_boxed_slice(),
-            start: 0,
-            end: 0,
-            parser: ResponseParser::new(false),
-        }
+        Connection { stream, buf: vec![0u8; READ_BUF].into_boxed_slice(), start: 0, end: 0, parser: ResponseParser::new(false) }
     }
 
     /// Connects to `addr`.
@@ -150,11 +141,7 @@ impl Connection {
         self.stream.write_all(request).await.map_err(|e| Failure::from_io(&e))?;
         self.parser.reset(head);
         read_response(&mut self.stream, &mut self.buf, &mut self.start, &mut self.end, &mut self.parser).await?;
-        Ok(Reply {
-            status: self.parser.status(),
-            body_bytes: self.parser.body_len(),
-            keep_alive: self.parser.keep_alive(),
-        })
+        Ok(Reply { status: self.parser.status(), body_bytes: self.parser.body_len(), keep_alive: self.parser.keep_alive() })
     }
 }
 
@@ -238,11 +225,7 @@ pub async fn simple_request(
         let mut buf = vec![0u8; READ_BUF];
         let (mut start, mut end) = (0, 0);
         read_response(&mut stream, &mut buf, &mut start, &mut end, &mut parser).await?;
-        Ok(SimpleResponse {
-            status: parser.status(),
-            headers: parser.headers().to_vec(),
-            body: parser.body().to_vec(),
-        })
+        Ok(SimpleResponse { status: parser.status(), headers: parser.headers().to_vec(), body: parser.body().to_vec() })
     };
     match tokio::time::timeout(timeout, work).await {
         Ok(r) => r,

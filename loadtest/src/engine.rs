@@ -283,12 +283,8 @@ enum Source {
 impl Source {
     fn new(w: &Workload, seed: u64) -> Self {
         match w {
-            Workload::Fixed { request, head, expect } => {
-                Source::Fixed { request: request.clone(), head: *head, expect: expect.clone() }
-            }
-            Workload::Scenario(s) => {
-                Source::Scenario { scenario: s.clone(), builder: s.builder(seed), buf: Vec::with_capacity(1024) }
-            }
+            Workload::Fixed { request, head, expect } => Source::Fixed { request: request.clone(), head: *head, expect: expect.clone() },
+            Workload::Scenario(s) => Source::Scenario { scenario: s.clone(), builder: s.builder(seed), buf: Vec::with_capacity(1024) },
         }
     }
 
@@ -444,15 +440,7 @@ async fn connection_loop<C: Connector>(
     }
 }
 
-fn record_failure(
-    shared: &Shared,
-    rec: &RefCell<Recorder>,
-    live: &Live,
-    entry: Option<usize>,
-    measured: bool,
-    f: &Failure,
-    at: Instant,
-) {
+fn record_failure(shared: &Shared, rec: &RefCell<Recorder>, live: &Live, entry: Option<usize>, measured: bool, f: &Failure, at: Instant) {
     live.errors.fetch_add(1, Ordering::Relaxed);
     let mut r = rec.borrow_mut();
     if measured {
@@ -767,15 +755,7 @@ fn entry_result(scenario: &Scenario, i: usize, c: &Counts) -> EntryResult {
 }
 
 /// Turns the merged recorder into the result figures, with warnings a reader should see.
-fn build_result(
-    plan: &Plan,
-    rec: &Recorder,
-    threads: usize,
-    stopped: Stop,
-    issued: Option<u64>,
-    cpu_s: f64,
-    wall: Duration,
-) -> RunResult {
+fn build_result(plan: &Plan, rec: &Recorder, threads: usize, stopped: Stop, issued: Option<u64>, cpu_s: f64, wall: Duration) -> RunResult {
     let responses = rec.all.responses();
     let errors = rec.all.errors_total();
     let measured = rec.last_completion;

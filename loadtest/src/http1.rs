@@ -49,10 +49,7 @@ impl std::error::Error for ProtocolError {}
 
 /// Checks a header name: an RFC 9110 token (no spaces, separators or control characters).
 pub fn valid_header_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Checks a header value: visible ASCII, spaces and tabs only; above all no CR or LF, which
@@ -66,14 +63,7 @@ pub fn valid_header_value(value: &str) -> bool {
 /// `Host` is added unless `headers` has one, and `Content-Length` is added when there is a body
 /// or the method usually carries one (POST, PUT, PATCH), so the server never waits for a body
 /// that will not come. Callers validate header names and values beforehand.
-pub fn write_request(
-    out: &mut Vec<u8>,
-    method: &str,
-    path: &str,
-    host: &str,
-    headers: &[(String, String)],
-    body: &[u8],
-) {
+pub fn write_request(out: &mut Vec<u8>, method: &str, path: &str, host: &str, headers: &[(String, String)], body: &[u8]) {
     out.clear();
     out.extend_from_slice(method.as_bytes());
     out.push(b' ');
@@ -113,11 +103,18 @@ enum State {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Chunk {
     /// Reading hex digits of a chunk size.
-    Size { value: u64, digits: u8 },
+    Size {
+        value: u64,
+        digits: u8,
+    },
     /// Inside a chunk extension (`;name=value`), skipped up to the line end.
-    Ext { value: u64 },
+    Ext {
+        value: u64,
+    },
     /// After the CR that ends a size line.
-    SizeLf { value: u64 },
+    SizeLf {
+        value: u64,
+    },
     Data(u64),
     DataCr,
     DataLf,
@@ -311,8 +308,7 @@ impl ResponseParser {
                 }
             }
             if self.capture_headers {
-                self.headers
-                    .push((name.to_string(), String::from_utf8_lossy(h.value).into_owned()));
+                self.headers.push((name.to_string(), String::from_utf8_lossy(h.value).into_owned()));
             }
         }
         self.status = status;

@@ -445,7 +445,9 @@ pub fn load_key_dir(dir: &Path, kid: Option<&str>) -> Result<Vec<SigningKey>> {
             Some("secret") => {
                 let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
                 let secret = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
-                keys.push(SigningKey::from_secret(secret, Algorithm::HS256, &id).with_context(|| format!("secret file {}", path.display()))?);
+                keys.push(
+                    SigningKey::from_secret(secret, Algorithm::HS256, &id).with_context(|| format!("secret file {}", path.display()))?,
+                );
             }
             _ => {}
         }
@@ -475,7 +477,12 @@ pub fn config_from_args(args: &IdpArgs, listen: SocketAddr) -> Result<IdpConfig>
     };
     let clients = if args.clients.is_empty() {
         vec![
-            Client { id: "bench-client".into(), secret: "bench-secret".into(), tier: Some("Gold".into()), scope: Some("read write".into()) },
+            Client {
+                id: "bench-client".into(),
+                secret: "bench-secret".into(),
+                tier: Some("Gold".into()),
+                scope: Some("read write".into()),
+            },
             Client { id: "gateway".into(), secret: "gateway-secret".into(), tier: None, scope: None },
         ]
     } else {
@@ -618,7 +625,10 @@ mod tests {
         let mut v = Validation::new(Algorithm::ES256);
         v.set_audience(&["orders"]);
         let claims = jsonwebtoken::decode::<Value>(token, &DecodingKey::from_jwk(jwk).unwrap(), &v).unwrap().claims;
-        assert_eq!((claims["azp"].as_str(), claims["tier"].as_str(), claims["scope"].as_str()), (Some("app"), Some("Gold"), Some("read write")));
+        assert_eq!(
+            (claims["azp"].as_str(), claims["tier"].as_str(), claims["scope"].as_str()),
+            (Some("app"), Some("Gold"), Some("read write"))
+        );
 
         let (status, intro) = post(&idp, "/introspect", Some("app:s3cret"), &format!("token={token}&token_type_hint=access_token")).await;
         assert_eq!(status, 200);

@@ -142,18 +142,17 @@ impl SigningKey {
         match alg {
             Algorithm::ES256 => {
                 let ring_alg = &signature::ECDSA_P256_SHA256_FIXED_SIGNING;
-                let pkcs8 = signature::EcdsaKeyPair::generate_pkcs8(ring_alg, &rng)
-                    .map_err(|_| anyhow!("generating a P-256 key failed"))?;
+                let pkcs8 =
+                    signature::EcdsaKeyPair::generate_pkcs8(ring_alg, &rng).map_err(|_| anyhow!("generating a P-256 key failed"))?;
                 let pair = signature::EcdsaKeyPair::from_pkcs8(ring_alg, pkcs8.as_ref(), &rng)
                     .map_err(|e| anyhow!("generated P-256 key rejected: {e}"))?;
                 let jwk = ec_jwk(pair.public_key().as_ref(), "P-256")?;
                 Ok(Self::asymmetric(kid, alg, EncodingKey::from_ec_der(pkcs8.as_ref()), jwk))
             }
             Algorithm::EdDSA => {
-                let pkcs8 = signature::Ed25519KeyPair::generate_pkcs8(&rng)
-                    .map_err(|_| anyhow!("generating an Ed25519 key failed"))?;
-                let pair = signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
-                    .map_err(|e| anyhow!("generated Ed25519 key rejected: {e}"))?;
+                let pkcs8 = signature::Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| anyhow!("generating an Ed25519 key failed"))?;
+                let pair =
+                    signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|e| anyhow!("generated Ed25519 key rejected: {e}"))?;
                 let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode(pair.public_key().as_ref())});
                 Ok(Self::asymmetric(kid, alg, EncodingKey::from_ed_der(pkcs8.as_ref()), jwk))
             }
@@ -179,8 +178,7 @@ impl SigningKey {
     pub fn sign(&self, claims: &Map<String, Value>) -> Result<String> {
         let mut header = Header::new(self.alg);
         header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.encoding)
-            .map_err(|e| anyhow!("signing a token with key {:?} failed: {e}", self.kid))
+        jsonwebtoken::encode(&header, claims, &self.encoding).map_err(|e| anyhow!("signing a token with key {:?} failed: {e}", self.kid))
     }
 }
 

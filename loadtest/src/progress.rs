@@ -62,7 +62,17 @@ impl Progress {
             pb.set_style(style);
             pb
         });
-        Progress { bar, lines, duration, requests, warmup, last_line: Duration::ZERO, last: (Duration::ZERO, 0), rate: 0.0, totals: (Duration::ZERO, 0, 0) }
+        Progress {
+            bar,
+            lines,
+            duration,
+            requests,
+            warmup,
+            last_line: Duration::ZERO,
+            last: (Duration::ZERO, 0),
+            rate: 0.0,
+            totals: (Duration::ZERO, 0, 0),
+        }
     }
 
     /// Called a few times a second with totals since the start (warm-up included).
@@ -86,11 +96,7 @@ impl Progress {
         }
         if self.lines && elapsed >= self.last_line + LINE_EVERY {
             self.last_line = elapsed;
-            eprintln!(
-                "[{:>6.1}s] {responses} responses, {errors} errors, {:.0} req/s{phase}",
-                elapsed.as_secs_f64(),
-                self.rate
-            );
+            eprintln!("[{:>6.1}s] {responses} responses, {errors} errors, {:.0} req/s{phase}", elapsed.as_secs_f64(), self.rate);
         }
     }
 

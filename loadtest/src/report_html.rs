@@ -83,12 +83,7 @@ fn percentile_label(x: f64) -> String {
 
 /// Latency by percentile, one line per series (name, points).
 fn chart_percentiles(series: &[(String, &[PercentilePoint])]) -> Result<String> {
-    let max_ms = series
-        .iter()
-        .flat_map(|(_, pts)| pts.iter().map(|p| p.latency_us / 1000.0))
-        .fold(0.0f64, f64::max)
-        .max(0.001)
-        * 1.08;
+    let max_ms = series.iter().flat_map(|(_, pts)| pts.iter().map(|p| p.latency_us / 1000.0)).fold(0.0f64, f64::max).max(0.001) * 1.08;
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
@@ -150,7 +145,17 @@ fn chart_lines(series: &[(String, Vec<(f64, f64)>)], x_desc: &str, y_desc: &str,
         chart
             .configure_mesh()
             .x_desc(x_desc)
-            .x_label_formatter(&|x| if integer_x { if (x - x.round()).abs() < 1e-6 { format!("{x:.0}") } else { String::new() } } else { format!("{x:.1}") })
+            .x_label_formatter(&|x| {
+                if integer_x {
+                    if (x - x.round()).abs() < 1e-6 {
+                        format!("{x:.0}")
+                    } else {
+                        String::new()
+                    }
+                } else {
+                    format!("{x:.1}")
+                }
+            })
             .y_desc(y_desc)
             .y_label_formatter(&|y| if max_y >= 100.0 { format!("{y:.0}") } else { format!("{y:.2}") })
             .draw()
@@ -209,10 +214,7 @@ fn chart_bars(bars: &[(String, f64, f64, f64)], y_desc: &str, reference: Option<
             .map_err(plot_err)?;
         chart
             .draw_series(bars.iter().enumerate().map(|(i, b)| {
-                let mut r = Rectangle::new(
-                    [(SegmentValue::Exact(i), 0.0), (SegmentValue::Exact(i + 1), b.1)],
-                    color(i).mix(0.75).filled(),
-                );
+                let mut r = Rectangle::new([(SegmentValue::Exact(i), 0.0), (SegmentValue::Exact(i + 1), b.1)], color(i).mix(0.75).filled());
                 r.set_margin(0, 0, 25, 25);
                 r
             }))
@@ -224,9 +226,11 @@ fn chart_bars(bars: &[(String, f64, f64, f64)], y_desc: &str, reference: Option<
             }))
             .map_err(plot_err)?;
         chart
-            .draw_series(bars.iter().enumerate().flat_map(|(i, b)| {
-                [b.2, b.3].into_iter().map(move |y| Circle::new((SegmentValue::CenterOf(i), y), 3, BLACK.filled()))
-            }))
+            .draw_series(
+                bars.iter()
+                    .enumerate()
+                    .flat_map(|(i, b)| [b.2, b.3].into_iter().map(move |y| Circle::new((SegmentValue::CenterOf(i), y), 3, BLACK.filled()))),
+            )
             .map_err(plot_err)?;
         if let Some(r) = reference {
             chart
@@ -395,7 +399,11 @@ pub fn render_run(report: &RunReport) -> Result<String> {
     let _ = writeln!(
         body,
         "<p class=\"muted\">{mode}, {} connections, {} generator threads, {:.1}s warm-up, {:.2}s measured; stopped by {}.</p>",
-        r.connections, r.threads, r.warmup_s, r.measured_s, r.stopped.describe()
+        r.connections,
+        r.threads,
+        r.warmup_s,
+        r.measured_s,
+        r.stopped.describe()
     );
     if let Some(s) = &report.scenario {
         let pools: Vec<String> = s.token_pools.iter().map(|(k, v)| format!("{k} ({v} tokens)")).collect();
@@ -422,7 +430,11 @@ pub fn render_run(report: &RunReport) -> Result<String> {
     body.push_str(&warnings_html(&r.warnings));
     body.push_str("<h2>Latency by percentile</h2>\n");
     let svg = chart_percentiles(&[(r.target.clone(), r.percentiles.as_slice())])?;
-    body.push_str(&figure("chart-percentiles", "Latency at each percentile; the x axis stretches the tail (90 %, 99 %, 99.9 %, ...).", &svg));
+    body.push_str(&figure(
+        "chart-percentiles",
+        "Latency at each percentile; the x axis stretches the tail (90 %, 99 %, 99.9 %, ...).",
+        &svg,
+    ));
     body.push_str("<h2>Throughput over time</h2>\n");
     let mut series = vec![("responses/s".to_string(), r.timeline.iter().map(|p| (p.t_s + p.duration_s / 2.0, p.rps)).collect::<Vec<_>>())];
     if r.errors > 0 {
@@ -564,7 +576,11 @@ pub fn render_compare(report: &CompareReport) -> Result<String> {
             .collect();
         let base = report.targets.first().map(|t| t.name.clone()).unwrap_or_default();
         let svg = chart_bars(&ratio_bars, &format!("throughput ratio to {base}"), Some(1.0))?;
-        body.push_str(&figure("chart-ratio-bars", "Median of the per-round throughput ratios to the first target; whiskers show the spread over rounds.", &svg));
+        body.push_str(&figure(
+            "chart-ratio-bars",
+            "Median of the per-round throughput ratios to the first target; whiskers show the spread over rounds.",
+            &svg,
+        ));
     }
     let per_round: Vec<(String, Vec<(f64, f64)>)> = report
         .targets
@@ -579,7 +595,11 @@ pub fn render_compare(report: &CompareReport) -> Result<String> {
         })
         .collect();
     let svg = chart_lines(&per_round, "round", "responses/s", 1.0, true)?;
-    body.push_str(&figure("chart-rounds", "Throughput of each target in each round: drift shows as a slope shared by all lines, noise as crossing lines.", &svg));
+    body.push_str(&figure(
+        "chart-rounds",
+        "Throughput of each target in each round: drift shows as a slope shared by all lines, noise as crossing lines.",
+        &svg,
+    ));
     body.push_str("<h2>Latency</h2>\n");
     let curves: Vec<(String, &[PercentilePoint])> = report
         .targets
@@ -610,7 +630,9 @@ pub fn render_compare(report: &CompareReport) -> Result<String> {
         for run in &round.runs {
             let cpu: Vec<String> = run.cpu_us_per_request.iter().map(|(k, v)| format!("{k} {v:.1}")).collect();
             let (foreign, steal) = match run.machine {
-                Some(m) => (m.foreign_cpu_percent.map(|f| format!("{f:.0}%")).unwrap_or_else(|| "-".into()), format!("{:.0}%", m.steal_percent)),
+                Some(m) => {
+                    (m.foreign_cpu_percent.map(|f| format!("{f:.0}%")).unwrap_or_else(|| "-".into()), format!("{:.0}%", m.steal_percent))
+                }
                 None => ("-".into(), "-".into()),
             };
             let _ = writeln!(
@@ -687,10 +709,7 @@ mod tests {
 
     #[test]
     fn charts_are_plain_svg_without_external_references() {
-        let pts = vec![
-            PercentilePoint { percentile: 50.0, latency_us: 100.0 },
-            PercentilePoint { percentile: 99.0, latency_us: 900.0 },
-        ];
+        let pts = vec![PercentilePoint { percentile: 50.0, latency_us: 100.0 }, PercentilePoint { percentile: 99.0, latency_us: 900.0 }];
         let svg = chart_percentiles(&[("a".into(), &pts)]).unwrap();
         assert!(svg.starts_with("<svg"), "{}", &svg[..80.min(svg.len())]);
         assert!(svg.contains("<polyline") || svg.contains("<path"));

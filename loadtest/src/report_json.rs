@@ -139,11 +139,7 @@ impl Meta {
             version: env!("CARGO_PKG_VERSION").to_string(),
             started_at: now_rfc3339(),
             finished_at: String::new(),
-            command: CommandLine {
-                argv,
-                line,
-                cwd: std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default(),
-            },
+            command: CommandLine { argv, line, cwd: std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default() },
             environment: environment(),
         }
     }
@@ -209,10 +205,7 @@ pub fn summary_text(r: &RunResult) -> String {
         Some(rate) => format!("open loop at {rate}/s"),
         None => "closed loop".to_string(),
     };
-    out.push_str(&format!(
-        "target     {} ({mode}, {} connections, {} threads)\n",
-        r.target, r.connections, r.threads
-    ));
+    out.push_str(&format!("target     {} ({mode}, {} connections, {} threads)\n", r.target, r.connections, r.threads));
     out.push_str(&format!(
         "measured   {:.2}s after {:.1}s warm-up: {} requests, {} responses, {:.1} responses/s\n",
         r.measured_s,

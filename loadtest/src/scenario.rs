@@ -199,7 +199,11 @@ struct PoolSpec {
 #[serde(untagged)]
 enum ApplicationsSpec {
     List(Vec<String>),
-    Count { count: u32, #[serde(default = "app_prefix")] prefix: String },
+    Count {
+        count: u32,
+        #[serde(default = "app_prefix")]
+        prefix: String,
+    },
 }
 
 fn app_prefix() -> String {
@@ -445,12 +449,7 @@ impl Scenario {
 }
 
 /// Splits `text` into a template, resolving `{{name}}` and `{{token:pool}}` slots.
-fn parse_template(
-    text: &str,
-    vars: &BTreeMap<String, usize>,
-    pools: &BTreeMap<String, usize>,
-    what: &str,
-) -> Result<Template> {
+fn parse_template(text: &str, vars: &BTreeMap<String, usize>, pools: &BTreeMap<String, usize>, what: &str) -> Result<Template> {
     let mut segments = Vec::new();
     let mut rest = text;
     let mut literal = Vec::new();
@@ -464,14 +463,10 @@ fn parse_template(
         }
         if let Some(pool) = name.strip_prefix("token:") {
             let pool = pool.trim();
-            let idx = pools.get(pool).ok_or_else(|| {
-                anyhow!("{what}: unknown token pool {pool:?} (defined: {})", list(pools.keys()))
-            })?;
+            let idx = pools.get(pool).ok_or_else(|| anyhow!("{what}: unknown token pool {pool:?} (defined: {})", list(pools.keys())))?;
             segments.push(Segment::Token(*idx));
         } else {
-            let idx = vars
-                .get(name)
-                .ok_or_else(|| anyhow!("{what}: unknown variable {name:?} (defined: {})", list(vars.keys())))?;
+            let idx = vars.get(name).ok_or_else(|| anyhow!("{what}: unknown variable {name:?} (defined: {})", list(vars.keys())))?;
             segments.push(Segment::Var(*idx));
         }
         rest = &after[close + 2..];
@@ -541,9 +536,8 @@ fn compile(spec: ScenarioSpec, base: &Path, host: &str) -> Result<Scenario> {
     let mut pools = Vec::new();
     let mut pool_sizes = Vec::new();
     for (name, p) in spec.token_pools {
-        let key = keys
-            .get(&p.key)
-            .ok_or_else(|| anyhow!("token_pools.{name}.key: unknown key {:?} (defined: {})", p.key, list(keys.keys())))?;
+        let key =
+            keys.get(&p.key).ok_or_else(|| anyhow!("token_pools.{name}.key: unknown key {:?} (defined: {})", p.key, list(keys.keys())))?;
         let ttl = parse_ttl(p.ttl.as_deref()).with_context(|| format!("token_pools.{name}.ttl"))?;
         let apps: Vec<String> = match p.applications {
             ApplicationsSpec::List(list) => list,
@@ -666,17 +660,7 @@ fn compile(spec: ScenarioSpec, base: &Path, host: &str) -> Result<Scenario> {
         total += u64::from(r.weight);
         cumulative.push(total);
         let name = r.name.unwrap_or_else(|| format!("{method} {}", r.path));
-        let mut entry = Entry {
-            name,
-            head: method == "HEAD",
-            method,
-            weight: r.weight,
-            expect,
-            path,
-            headers,
-            body,
-            fixed: None,
-        };
+        let mut entry = Entry { name, head: method == "HEAD", method, weight: r.weight, expect, path, headers, body, fixed: None };
         if entry.path.is_static() && entry.body.is_static() && entry.headers.iter().all(|(_, t)| t.is_static()) {
             entry.fixed = Some(Vec::new());
         }
@@ -685,14 +669,8 @@ fn compile(spec: ScenarioSpec, base: &Path, host: &str) -> Result<Scenario> {
     if entries.is_empty() {
         bail!("requests: every request has weight 0");
     }
-    let mut scenario = Scenario {
-        name: spec.name.unwrap_or_else(|| "scenario".to_string()),
-        entries,
-        cumulative,
-        variables,
-        pools,
-        pool_sizes,
-    };
+    let mut scenario =
+        Scenario { name: spec.name.unwrap_or_else(|| "scenario".to_string()), entries, cumulative, variables, pools, pool_sizes };
     // Pre-serialise the requests that never vary.
     let mut builder = scenario.builder(0);
     for i in 0..scenario.entries.len() {

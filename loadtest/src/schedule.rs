@@ -299,7 +299,14 @@ impl Sleeper for TimerFdSleeper {
 
 /// Runs a pacer until all its tickets are released or `stop` is set, then ends the gate.
 /// Sleeps are capped at 20 ms so that `stop` is noticed quickly.
-pub async fn run_pacer<S: Sleeper>(mut pacer: Pacer, start: Instant, gate: Arc<Gate>, waiters: usize, stop: Arc<AtomicBool>, mut sleeper: S) {
+pub async fn run_pacer<S: Sleeper>(
+    mut pacer: Pacer,
+    start: Instant,
+    gate: Arc<Gate>,
+    waiters: usize,
+    stop: Arc<AtomicBool>,
+    mut sleeper: S,
+) {
     loop {
         if stop.load(Ordering::Relaxed) {
             break;

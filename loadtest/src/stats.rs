@@ -25,10 +25,8 @@ const MAX_TRACKED_NS: u64 = 3_600_000_000_000;
 const STATUS_SLOTS: usize = 1000;
 
 /// The percentiles drawn in the report's percentile chart (HDR-style: dense near the tail).
-pub const CURVE_PERCENTILES: [f64; 21] = [
-    0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 75.0, 80.0, 85.0, 90.0, 95.0, 97.5, 99.0, 99.5,
-    99.75, 99.9, 99.95, 99.99, 100.0,
-];
+pub const CURVE_PERCENTILES: [f64; 21] =
+    [0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 75.0, 80.0, 85.0, 90.0, 95.0, 97.5, 99.0, 99.5, 99.75, 99.9, 99.95, 99.99, 100.0];
 
 /// Only ever called with the constants in this module (sigfig 2 or 3), which hdrhistogram
 /// accepts; a failure would be a programming error caught by the first test, not bad input.
@@ -132,10 +130,7 @@ impl Latency {
         if self.count == 0 {
             return Vec::new();
         }
-        CURVE_PERCENTILES
-            .iter()
-            .map(|&p| PercentilePoint { percentile: p, latency_us: us(self.percentile_ns(p)) })
-            .collect()
+        CURVE_PERCENTILES.iter().map(|&p| PercentilePoint { percentile: p, latency_us: us(self.percentile_ns(p)) }).collect()
     }
 }
 
@@ -367,12 +362,7 @@ impl Counts {
 
     /// Counts per status code, e.g. `{"200": 10, "429": 2}`.
     pub fn status_map(&self) -> BTreeMap<String, u64> {
-        self.statuses
-            .iter()
-            .enumerate()
-            .filter(|(_, &n)| n > 0)
-            .map(|(code, &n)| (code.to_string(), n))
-            .collect()
+        self.statuses.iter().enumerate().filter(|(_, &n)| n > 0).map(|(code, &n)| (code.to_string(), n)).collect()
     }
 
     /// Counts per status class, e.g. `{"2xx": 10, "4xx": 2}`.
@@ -393,10 +383,7 @@ impl Counts {
     }
 
     pub fn error_samples(&self) -> BTreeMap<String, String> {
-        ErrorKind::ALL
-            .iter()
-            .filter_map(|k| self.first_error[k.index()].clone().map(|d| (k.name().to_string(), d)))
-            .collect()
+        ErrorKind::ALL.iter().filter_map(|k| self.first_error[k.index()].clone().map(|d| (k.name().to_string(), d))).collect()
     }
 }
 

@@ -37,16 +37,14 @@ pub enum TargetError {
 impl fmt::Display for TargetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TargetError::Scheme(url) => write!(
-                f,
-                "unsupported URL {url:?}: only http:// targets are supported (the tool speaks plain HTTP/1.1)"
-            ),
+            TargetError::Scheme(url) => {
+                write!(f, "unsupported URL {url:?}: only http:// targets are supported (the tool speaks plain HTTP/1.1)")
+            }
             TargetError::Malformed(why) => write!(f, "malformed URL: {why}"),
             TargetError::Resolve(host, why) => write!(f, "cannot resolve host {host:?}: {why}"),
-            TargetError::Remote { host, addrs } => write!(
-                f,
-                "refusing to load non-loopback host {host:?} ({addrs:?}); pass --allow-remote if you really mean to"
-            ),
+            TargetError::Remote { host, addrs } => {
+                write!(f, "refusing to load non-loopback host {host:?} ({addrs:?}); pass --allow-remote if you really mean to")
+            }
         }
     }
 }
@@ -83,10 +81,8 @@ impl Target {
         if path.bytes().any(|b| b <= b' ' || b == 0x7f) {
             return Err(TargetError::Malformed(format!("path {path:?} contains spaces or control characters")));
         }
-        let addrs: Vec<SocketAddr> = (host.as_str(), port)
-            .to_socket_addrs()
-            .map_err(|e| TargetError::Resolve(host.clone(), e.to_string()))?
-            .collect();
+        let addrs: Vec<SocketAddr> =
+            (host.as_str(), port).to_socket_addrs().map_err(|e| TargetError::Resolve(host.clone(), e.to_string()))?.collect();
         let addr = addrs
             .iter()
             .find(|a| a.is_ipv4())
@@ -117,9 +113,7 @@ pub fn check_listen(addr: SocketAddr, allow_remote: bool) -> Result<(), TargetEr
 
 fn split_host_port(authority: &str) -> Result<(String, u16), TargetError> {
     let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
-        let end = rest
-            .find(']')
-            .ok_or_else(|| TargetError::Malformed(format!("unclosed '[' in {authority:?}")))?;
+        let end = rest.find(']').ok_or_else(|| TargetError::Malformed(format!("unclosed '[' in {authority:?}")))?;
         let host = &rest[..end];
         let after = &rest[end + 1..];
         let port = match after.strip_prefix(':') {
@@ -136,11 +130,7 @@ fn split_host_port(authority: &str) -> Result<(String, u16), TargetError> {
     };
     let port = match port {
         None => 80,
-        Some(p) => p
-            .parse::<u16>()
-            .ok()
-            .filter(|&p| p != 0)
-            .ok_or_else(|| TargetError::Malformed(format!("bad port {p:?}")))?,
+        Some(p) => p.parse::<u16>().ok().filter(|&p| p != 0).ok_or_else(|| TargetError::Malformed(format!("bad port {p:?}")))?,
     };
     if host.is_empty() {
         return Err(TargetError::Malformed(format!("{authority:?} has no host")));

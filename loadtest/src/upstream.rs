@@ -146,11 +146,7 @@ pub struct BackgroundUpstream {
 impl BackgroundUpstream {
     /// Binds `listen` (port 0 for an ephemeral port) and serves on `threads` worker threads.
     pub fn start(listen: SocketAddr, cfg: UpstreamConfig, threads: usize) -> Result<Self> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads.max(1))
-            .thread_name("upstream")
-            .enable_all()
-            .build()?;
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(threads.max(1)).thread_name("upstream").enable_all().build()?;
         // Bind with std so this works from inside another runtime (tests are often async).
         let std_listener = std::net::TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
         std_listener.set_nonblocking(true)?;
@@ -248,7 +244,8 @@ mod tests {
 
     #[tokio::test]
     async fn serves_health_status_and_body_routes() {
-        let up = BackgroundUpstream::start("127.0.0.1:0".parse().unwrap(), UpstreamConfig { body_size: 64, delay: Duration::ZERO }, 1).unwrap();
+        let up =
+            BackgroundUpstream::start("127.0.0.1:0".parse().unwrap(), UpstreamConfig { body_size: 64, delay: Duration::ZERO }, 1).unwrap();
         let t = Duration::from_secs(5);
         let r = simple_request(up.addr, "GET", "/health", &[], b"", t).await.unwrap();
         assert_eq!((r.status, r.body.as_slice()), (200, &b"ok\n"[..]));

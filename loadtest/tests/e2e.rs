@@ -100,7 +100,8 @@ requests:
     .unwrap();
     let json = dir.path().join("r.json");
     let url = format!("http://{addr}/");
-    let out = run_bin(&["run", &url, "-n", "3000", "-c", "4", "--scenario", scenario.to_str().unwrap(), "--json", json.to_str().unwrap()], LIMIT);
+    let out =
+        run_bin(&["run", &url, "-n", "3000", "-c", "4", "--scenario", scenario.to_str().unwrap(), "--json", json.to_str().unwrap()], LIMIT);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let r = read_result(&json);
     assert_eq!(r["requests"], 3000);
@@ -190,8 +191,25 @@ fn compare_interleaves_rounds_and_reports_ratios() {
     let a = format!("fast=http://{fast_addr}/x");
     let b = format!("slow=http://{slow_addr}/x");
     let out = run_bin(
-        &["compare", "--target", &a, "--target", &b, "--rounds", "2", "--order", "alternate", "-n", "400", "-c", "4",
-          "--json", json.to_str().unwrap(), "--html", html.to_str().unwrap()],
+        &[
+            "compare",
+            "--target",
+            &a,
+            "--target",
+            &b,
+            "--rounds",
+            "2",
+            "--order",
+            "alternate",
+            "-n",
+            "400",
+            "-c",
+            "4",
+            "--json",
+            json.to_str().unwrap(),
+            "--html",
+            html.to_str().unwrap(),
+        ],
         LIMIT,
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -258,9 +276,27 @@ fn bench_starts_and_stops_everything_with_a_stand_in_gateway() {
     let gw_url = format!("http://127.0.0.1:{gw_port}/bench/v1/x");
     let up_addr = format!("127.0.0.1:{up_port}");
     let out = run_bin(
-        &["bench", "--gateway", script.to_str().unwrap(), "--config", config.to_str().unwrap(), "--gateway-url", &gw_url,
-          "--upstream", &up_addr, "--scenarios", "direct,passthrough", "--rounds", "1", "-n", "500", "-c", "4",
-          "--out", out_dir.to_str().unwrap()],
+        &[
+            "bench",
+            "--gateway",
+            script.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--gateway-url",
+            &gw_url,
+            "--upstream",
+            &up_addr,
+            "--scenarios",
+            "direct,passthrough",
+            "--rounds",
+            "1",
+            "-n",
+            "500",
+            "-c",
+            "4",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
         LIMIT,
     );
     assert!(out.status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));

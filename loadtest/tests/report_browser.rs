@@ -120,8 +120,21 @@ fn reports_render_in_a_real_browser_with_their_charts() {
     let (slow, slow_addr) = spawn_upstream(&["--delay", "1ms"]);
     let json = dir.path().join("compare.json");
     let out = run_bin(
-        &["compare", "--target", &format!("fast={url}"), "--target", &format!("slow=http://{slow_addr}/x"), "--rounds", "2",
-          "-n", "300", "-c", "2", "--json", json.to_str().unwrap()],
+        &[
+            "compare",
+            "--target",
+            &format!("fast={url}"),
+            "--target",
+            &format!("slow=http://{slow_addr}/x"),
+            "--rounds",
+            "2",
+            "-n",
+            "300",
+            "-c",
+            "2",
+            "--json",
+            json.to_str().unwrap(),
+        ],
         Duration::from_secs(60),
     );
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -3,12 +3,10 @@
 //! never on the request path: parsing patterns, building the route table, resolving target
 //! addresses, reading CA files, encoding mock responses, resolving metric label sets.
 
+use crate::authn::introspect::Introspector;
 use crate::authn::jwt::{parse_algorithm, JwtVerifier, VerifyKey};
 use crate::authn::{ApiAuth, Application, Applications, KeyManager};
-use crate::authn::introspect::Introspector;
 use crate::config::{ApiSpec, AuthType, EndpointSpec, GatewaySpec, IntrospectionSpec, JwtKeyManagerSpec, KeyManagerSpec, LifecycleState};
-use jsonwebtoken::{Algorithm, DecodingKey};
-use sha2::{Digest, Sha256};
 use crate::cors::Cors;
 use crate::error::{ConfigError, Errors};
 use crate::lifecycle::Lifecycle;
@@ -20,6 +18,8 @@ use crate::snapshot::{Api, ProcessSettings, Resource, Snapshot};
 use crate::state::Durable;
 use crate::upstream::{Endpoint, HealthCheck, Target, MAX_TARGETS};
 use http::{HeaderName, HeaderValue};
+use jsonwebtoken::{Algorithm, DecodingKey};
+use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, OnceLock};
@@ -152,13 +152,7 @@ fn check_process(spec: &GatewaySpec, errors: &mut Errors) {
     }
 }
 
-fn compile_api(
-    spec: &ApiSpec,
-    path: &str,
-    durable: &Durable,
-    km_index: &HashMap<&str, KmRef<'_>>,
-    errors: &mut Errors,
-) -> Option<Api> {
+fn compile_api(spec: &ApiSpec, path: &str, durable: &Durable, km_index: &HashMap<&str, KmRef<'_>>, errors: &mut Errors) -> Option<Api> {
     let before = errors.0.len();
     if spec.name.is_empty() || !spec.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
         errors.push(format!("{path}.name"), format!("`{}` must be non-empty and use letters, digits, - _ . only", spec.name));
@@ -210,7 +204,10 @@ fn compile_api(
             }
         }
         if intros.len() > 1 {
-            errors.push(format!("{path}.auth.key_managers"), "at most one introspection key manager per API (an opaque token names no issuer to choose by)");
+            errors.push(
+                format!("{path}.auth.key_managers"),
+                "at most one introspection key manager per API (an opaque token names no issuer to choose by)",
+            );
         }
         let (mut header, mut query) = (None, None);
         if let Some(src) = &a.api_keys {
@@ -234,7 +231,10 @@ fn compile_api(
         for (k, name) in a.key_managers.iter().enumerate() {
             if let Some(KmRef::Jwt(_, iss)) = km_index.get(name.as_str()) {
                 if !issuers.insert(iss) {
-                    errors.push(format!("{path}.auth.key_managers[{k}]"), format!("another key manager of this API has the issuer `{iss}`; the issuer must pick one"));
+                    errors.push(
+                        format!("{path}.auth.key_managers[{k}]"),
+                        format!("another key manager of this API has the issuer `{iss}`; the issuer must pick one"),
+                    );
                 }
             }
         }
@@ -464,7 +464,12 @@ enum KmRef<'a> {
     Introspection(u32),
 }
 
-fn compile_key_managers(spec: &GatewaySpec, durable: &Durable, errors: &mut Errors, warnings: &mut Errors) -> (Vec<KeyManager>, Vec<Introspector>) {
+fn compile_key_managers(
+    spec: &GatewaySpec,
+    durable: &Durable,
+    errors: &mut Errors,
+    warnings: &mut Errors,
+) -> (Vec<KeyManager>, Vec<Introspector>) {
     let mut out = Vec::new();
     let mut intros = Vec::new();
     let mut names = HashSet::new();
@@ -491,7 +496,8 @@ fn compile_key_managers(spec: &GatewaySpec, durable: &Durable, errors: &mut Erro
 
 fn compile_introspection(spec: &IntrospectionSpec, path: &str, durable: &Durable, errors: &mut Errors) -> Option<Introspector> {
     let before = errors.0.len();
-    let endpoint = spec.endpoint.parse::<http::Uri>().ok().filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
+    let endpoint =
+        spec.endpoint.parse::<http::Uri>().ok().filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
     if endpoint.is_none() {
         errors.push(format!("{path}.endpoint"), format!("`{}` is not an http(s) URL", spec.endpoint));
     }
@@ -604,16 +610,16 @@ fn compile_jwt(spec: &JwtKeyManagerSpec, path: &str, durable: &Durable, errors: 
     }
     let cache = durable.token_cache(&hex::encode(fingerprint.finalize()), 100_000);
     let verifier = JwtVerifier::new(
-            spec.issuer.clone(),
-            spec.audiences.clone(),
-            allowed,
-            keys,
-            spec.clock_skew.0.as_secs(),
-            spec.max_token_size.0 as usize,
-            spec.claims.application.clone(),
-            spec.claims.user.clone(),
-            spec.claims.scopes.clone(),
-        );
+        spec.issuer.clone(),
+        spec.audiences.clone(),
+        allowed,
+        keys,
+        spec.clock_skew.0.as_secs(),
+        spec.max_token_size.0 as usize,
+        spec.claims.application.clone(),
+        spec.claims.user.clone(),
+        spec.claims.scopes.clone(),
+    );
     let verifier = verifier.with_max_header(spec.max_header_size.0 as usize);
     let verifier = match &remote {
         Some(r) => verifier.with_remote(r.source.clone(), r.cooldown_ms),
@@ -678,7 +684,11 @@ fn compile_static_key(
     let what = kind.map_or("an HMAC secret", |k| k.describe());
     if let Some(p) = pinned {
         if !family.contains(&p) {
-            let fix = if kind.is_none() { "HMAC secrets verify HS256, HS384 or HS512" } else { "give the algorithm of this key, or leave `alg` out" };
+            let fix = if kind.is_none() {
+                "HMAC secrets verify HS256, HS384 or HS512"
+            } else {
+                "give the algorithm of this key, or leave `alg` out"
+            };
             errors.push_err(ConfigError::new(format!("{kpath}.alg"), format!("{p:?} cannot be used with {what}")).with_hint(fix));
             return None;
         }
@@ -706,7 +716,7 @@ fn compile_static_key(
                     _ => format!("{what} for {}, none of which `algorithms` allows: tokens signed with it are rejected", names.join("/")),
                 },
             )
-                .with_hint(format!("add {} to algorithms to accept them, or remove the key", names[0])),
+            .with_hint(format!("add {} to algorithms to accept them, or remove the key", names[0])),
         );
         return None;
     }
@@ -716,7 +726,12 @@ fn compile_static_key(
 /// The key that signs backend JWTs: the top-level `backend_jwt:` section, or its defaults
 /// when an API asks for a backend JWT and the document has none. Without a configured key the
 /// process's generated ES256 key signs, and a warning says so.
-fn compile_backend_jwt(spec: &GatewaySpec, durable: &Durable, errors: &mut Errors, warnings: &mut Errors) -> Option<crate::authn::backend_jwt::BackendJwt> {
+fn compile_backend_jwt(
+    spec: &GatewaySpec,
+    durable: &Durable,
+    errors: &mut Errors,
+    warnings: &mut Errors,
+) -> Option<crate::authn::backend_jwt::BackendJwt> {
     use crate::authn::keys::{self, KeyKind};
     let defaults;
     let b = match &spec.backend_jwt {
@@ -752,7 +767,10 @@ fn compile_backend_jwt(spec: &GatewaySpec, durable: &Durable, errors: &mut Error
             let alg = pinned.unwrap_or(Algorithm::HS256);
             match std::env::var(var) {
                 _ if !hmac(alg) => {
-                    errors.push("backend_jwt.alg", format!("{alg:?} needs a private key in pem_file; secret_env is for HS256, HS384 or HS512"));
+                    errors.push(
+                        "backend_jwt.alg",
+                        format!("{alg:?} needs a private key in pem_file; secret_env is for HS256, HS384 or HS512"),
+                    );
                     None
                 }
                 Ok(s) if s.len() >= 32 => Some((alg, jsonwebtoken::EncodingKey::from_secret(s.as_bytes()), None)),
@@ -767,24 +785,22 @@ fn compile_backend_jwt(spec: &GatewaySpec, durable: &Durable, errors: &mut Error
             }
         }
         (None, Some(file)) => {
-            let loaded = std::fs::read(file)
-                .map_err(|e| format!("cannot read `{file}`: {e}"))
-                .and_then(|pem_bytes| {
-                    let pem = keys::parse_pem(&pem_bytes)?;
-                    let kind = keys::key_kind(&pem)?;
-                    let alg = pinned.unwrap_or(kind.algorithms()[0]);
-                    if !kind.algorithms().contains(&alg) {
-                        return Err(format!("{} cannot sign {alg:?}", kind.describe()));
-                    }
-                    let key = match kind {
-                        KeyKind::EcP256 | KeyKind::EcP384 => jsonwebtoken::EncodingKey::from_ec_pem(&pem_bytes),
-                        KeyKind::Ed25519 => jsonwebtoken::EncodingKey::from_ed_pem(&pem_bytes),
-                        KeyKind::Rsa => jsonwebtoken::EncodingKey::from_rsa_pem(&pem_bytes),
-                    }
-                    .map_err(|e| format!("not a usable private key: {e}"))?;
-                    let jwk = keys::public_jwk(alg, &pem.der).map_err(|e| format!("not a usable private key: {e}"))?;
-                    Ok((alg, key, Some(jwk)))
-                });
+            let loaded = std::fs::read(file).map_err(|e| format!("cannot read `{file}`: {e}")).and_then(|pem_bytes| {
+                let pem = keys::parse_pem(&pem_bytes)?;
+                let kind = keys::key_kind(&pem)?;
+                let alg = pinned.unwrap_or(kind.algorithms()[0]);
+                if !kind.algorithms().contains(&alg) {
+                    return Err(format!("{} cannot sign {alg:?}", kind.describe()));
+                }
+                let key = match kind {
+                    KeyKind::EcP256 | KeyKind::EcP384 => jsonwebtoken::EncodingKey::from_ec_pem(&pem_bytes),
+                    KeyKind::Ed25519 => jsonwebtoken::EncodingKey::from_ed_pem(&pem_bytes),
+                    KeyKind::Rsa => jsonwebtoken::EncodingKey::from_rsa_pem(&pem_bytes),
+                }
+                .map_err(|e| format!("not a usable private key: {e}"))?;
+                let jwk = keys::public_jwk(alg, &pem.der).map_err(|e| format!("not a usable private key: {e}"))?;
+                Ok((alg, key, Some(jwk)))
+            });
             loaded.map_err(|e| errors.push("backend_jwt.pem_file", e)).ok()
         }
         (None, None) => match pinned {
@@ -792,7 +808,10 @@ fn compile_backend_jwt(spec: &GatewaySpec, durable: &Durable, errors: &mut Error
                 errors.push("backend_jwt.alg", format!("a generated key is ES256; for {a:?} configure pem_file or secret_env"));
                 None
             }
-            _ => match durable.generated_signing_key().and_then(|der| Ok((jsonwebtoken::EncodingKey::from_ec_der(&der), keys::public_jwk(Algorithm::ES256, &der)?))) {
+            _ => match durable
+                .generated_signing_key()
+                .and_then(|der| Ok((jsonwebtoken::EncodingKey::from_ec_der(&der), keys::public_jwk(Algorithm::ES256, &der)?)))
+            {
                 Ok((key, jwk)) => {
                     warnings.push_err(
                         ConfigError::new(
@@ -855,7 +874,9 @@ fn compile_applications(spec: &GatewaySpec, errors: &mut Errors) -> Applications
             match d.strip_prefix("*.") {
                 Some(rest) if host_ok(rest) => domains.push(format!(".{rest}")),
                 None if host_ok(&d) => domains.push(d),
-                _ => errors.push(format!("{path}.allowed_domains[{j}]"), format!("`{d}` is not a host name (app.example or *.app.example)")),
+                _ => {
+                    errors.push(format!("{path}.allowed_domains[{j}]"), format!("`{d}` is not a host name (app.example or *.app.example)"))
+                }
             }
         }
         out.apps.push(Application {

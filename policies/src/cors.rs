@@ -8,10 +8,10 @@
 //! otherwise: the browser then blocks the response, and non-browser clients are unaffected.
 
 use crate::config::CorsSpec;
+use crate::request::RequestHead;
 use crate::route::MethodSet;
 use crate::verdict::{ProblemCode, Rejection};
 use http::header::{self, HeaderName, HeaderValue};
-use crate::request::RequestHead;
 
 pub type CorsHeaders = Vec<(HeaderName, HeaderValue)>;
 
@@ -50,14 +50,14 @@ impl Cors {
             }
         }
         if any_origin && spec.allow_credentials {
-            errors.push(("allow_credentials".into(), "cannot be true with allow_origins \"*\" (the Fetch standard forbids it); list the origins".into()));
+            errors.push((
+                "allow_credentials".into(),
+                "cannot be true with allow_origins \"*\" (the Fetch standard forbids it); list the origins".into(),
+            ));
         }
         let mut methods = MethodSet::EMPTY;
-        let names: Vec<String> = if spec.allow_methods.is_empty() {
-            vec!["GET".into(), "HEAD".into(), "POST".into()]
-        } else {
-            spec.allow_methods.clone()
-        };
+        let names: Vec<String> =
+            if spec.allow_methods.is_empty() { vec!["GET".into(), "HEAD".into(), "POST".into()] } else { spec.allow_methods.clone() };
         for (i, m) in names.iter().enumerate() {
             match MethodSet::parse(m) {
                 Some(s) => methods = methods.union(s),
@@ -102,9 +102,7 @@ impl Cors {
 
     /// A CORS preflight: `OPTIONS` with both `Origin` and `Access-Control-Request-Method`.
     pub fn is_preflight(req: &dyn RequestHead) -> bool {
-        *req.method() == http::Method::OPTIONS
-            && req.header("origin").is_some()
-            && req.header("access-control-request-method").is_some()
+        *req.method() == http::Method::OPTIONS && req.header("origin").is_some() && req.header("access-control-request-method").is_some()
     }
 
     fn origin_allowed(&self, origin: &[u8]) -> bool {
@@ -151,8 +149,9 @@ impl Cors {
                     list.split(',').map(str::trim).filter(|h| !h.is_empty()).all(|h| self.headers.iter().any(|a| a.eq_ignore_ascii_case(h)))
                 });
             if !ok {
-                return Err(Rejection::new(ProblemCode::CorsHeadersNotAllowed, "a requested header is not allowed")
-                    .with_header(vary.0, vary.1));
+                return Err(
+                    Rejection::new(ProblemCode::CorsHeadersNotAllowed, "a requested header is not allowed").with_header(vary.0, vary.1)
+                );
             }
         }
         let mut out = CorsHeaders::new();
@@ -227,7 +226,14 @@ mod tests {
     #[test]
     fn preflight_allowed() {
         let c = Cors::compile(&spec()).unwrap();
-        let p = req("OPTIONS", &[("origin", "https://app.example"), ("access-control-request-method", "PUT"), ("access-control-request-headers", "Content-Type, Authorization")]);
+        let p = req(
+            "OPTIONS",
+            &[
+                ("origin", "https://app.example"),
+                ("access-control-request-method", "PUT"),
+                ("access-control-request-headers", "Content-Type, Authorization"),
+            ],
+        );
         assert!(Cors::is_preflight(&p));
         let h = c.preflight(&p).unwrap();
         let get = |n: HeaderName| h.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_str().unwrap().to_string());
@@ -244,7 +250,10 @@ mod tests {
         assert_eq!(c.preflight(&bad_origin).unwrap_err().code, ProblemCode::CorsOriginNotAllowed);
         let bad_method = req("OPTIONS", &[("origin", "https://app.example"), ("access-control-request-method", "DELETE")]);
         assert_eq!(c.preflight(&bad_method).unwrap_err().code, ProblemCode::CorsMethodNotAllowed);
-        let bad_header = req("OPTIONS", &[("origin", "https://app.example"), ("access-control-request-method", "GET"), ("access-control-request-headers", "x-evil")]);
+        let bad_header = req(
+            "OPTIONS",
+            &[("origin", "https://app.example"), ("access-control-request-method", "GET"), ("access-control-request-headers", "x-evil")],
+        );
         assert_eq!(c.preflight(&bad_header).unwrap_err().code, ProblemCode::CorsHeadersNotAllowed);
     }
 

@@ -70,9 +70,7 @@ impl Lifecycle {
         match self.state {
             LifecycleState::Published | LifecycleState::Deprecated | LifecycleState::Prototyped => ControlFlow::Continue(()),
             LifecycleState::Blocked => reject(ProblemCode::ApiBlocked, "this API is blocked by its publisher"),
-            LifecycleState::Created | LifecycleState::Retired => {
-                reject(ProblemCode::ApiNotAvailable, "no API serves this path")
-            }
+            LifecycleState::Created | LifecycleState::Retired => reject(ProblemCode::ApiNotAvailable, "no API serves this path"),
         }
     }
 }

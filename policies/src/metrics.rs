@@ -12,9 +12,7 @@ use prometheus::{
 };
 use std::sync::{LazyLock, OnceLock};
 
-const LATENCY_BUCKETS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
+const LATENCY_BUCKETS: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 /// All families, registered once in the default registry.
 pub struct Families {
@@ -120,12 +118,7 @@ const CLASSES: [&str; 6] = ["other", "1xx", "2xx", "3xx", "4xx", "5xx"];
 
 impl ApiMetrics {
     pub fn new(api: std::sync::Arc<str>) -> ApiMetrics {
-        ApiMetrics {
-            api,
-            by_class: Default::default(),
-            duration: OnceLock::new(),
-            upstream_duration: OnceLock::new(),
-        }
+        ApiMetrics { api, by_class: Default::default(), duration: OnceLock::new(), upstream_duration: OnceLock::new() }
     }
 
     pub fn count(&self, status: u16) {

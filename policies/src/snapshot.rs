@@ -9,11 +9,11 @@ use crate::cors::{Cors, CorsHeaders};
 use crate::lifecycle::Lifecycle;
 use crate::metrics::ApiMetrics;
 use crate::mock::Mock;
+use crate::request::RequestHead;
 use crate::route::table::Bindings;
 use crate::route::{MethodSet, ResourceMatch, ResourceTable, RouteTable};
 use crate::upstream::Endpoint;
 use crate::verdict::{ProblemCode, Rejection};
-use crate::request::RequestHead;
 use http::HeaderValue;
 use std::sync::Arc;
 
@@ -164,7 +164,12 @@ impl Snapshot {
     }
 
     /// Finishes an authentication that needed introspection (see [`AuthStep::Introspect`]).
-    pub fn complete_introspection(&self, req: &dyn RequestHead, plan: &Plan, result: &IntrospectionResult) -> Result<Option<Principal>, Rejection> {
+    pub fn complete_introspection(
+        &self,
+        req: &dyn RequestHead,
+        plan: &Plan,
+        result: &IntrospectionResult,
+    ) -> Result<Option<Principal>, Rejection> {
         match self.auth_context(plan) {
             Some(cx) => crate::authn::complete_introspection(&cx, req, result).map(Some),
             None => Ok(None),

@@ -32,7 +32,8 @@ mod coarse {
     use nix::time::{clock_gettime, ClockId};
 
     pub fn monotonic_ms() -> u64 {
-        clock_gettime(ClockId::CLOCK_MONOTONIC_COARSE).map_or(0, |t| (t.tv_sec() as u64).saturating_mul(1000) + t.tv_nsec() as u64 / 1_000_000)
+        clock_gettime(ClockId::CLOCK_MONOTONIC_COARSE)
+            .map_or(0, |t| (t.tv_sec() as u64).saturating_mul(1000) + t.tv_nsec() as u64 / 1_000_000)
     }
 
     pub fn unix_secs() -> u64 {

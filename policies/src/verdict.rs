@@ -56,9 +56,7 @@ impl ProblemCode {
             Self::RouteNotFound | Self::ApiNotAvailable => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::ApiBlocked => StatusCode::SERVICE_UNAVAILABLE,
-            Self::CorsOriginNotAllowed | Self::CorsMethodNotAllowed | Self::CorsHeadersNotAllowed => {
-                StatusCode::FORBIDDEN
-            }
+            Self::CorsOriginNotAllowed | Self::CorsMethodNotAllowed | Self::CorsHeadersNotAllowed => StatusCode::FORBIDDEN,
             Self::AuthMissing | Self::AuthInvalidToken | Self::AuthInvalidApiKey => StatusCode::UNAUTHORIZED,
             Self::AuthInsufficientScope
             | Self::AuthNotSubscribed

@@ -1,6 +1,7 @@
 use super::*;
 
-const BASE: &str = "apis:\n  - name: demo\n    context: /demo\n    version: v1\n    resources:\n      - path: /hello\n        mock: { body: one }\n";
+const BASE: &str =
+    "apis:\n  - name: demo\n    context: /demo\n    version: v1\n    resources:\n      - path: /hello\n        mock: { body: one }\n";
 
 fn with_body(body: &str) -> String {
     BASE.replace("one", body)

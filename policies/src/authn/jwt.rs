@@ -156,7 +156,19 @@ impl JwtVerifier {
         claim_user: String,
         claim_scopes: String,
     ) -> Self {
-        JwtVerifier { issuer, remote: None, audiences, allowed, keys, skew, max_size, max_header: MAX_HEADER, claim_application, claim_user, claim_scopes }
+        JwtVerifier {
+            issuer,
+            remote: None,
+            audiences,
+            allowed,
+            keys,
+            skew,
+            max_size,
+            max_header: MAX_HEADER,
+            claim_application,
+            claim_user,
+            claim_scopes,
+        }
     }
 
     /// Sets the header size limit (clamped to [`MAX_HEADER`]).
@@ -279,6 +291,11 @@ impl JwtVerifier {
             Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
             _ => Vec::new(),
         };
-        Ok(VerifiedClaims { exp, application: string(&self.claim_application), user: string(&self.claim_user).map(Into::into), scopes: scopes.into() })
+        Ok(VerifiedClaims {
+            exp,
+            application: string(&self.claim_application),
+            user: string(&self.claim_user).map(Into::into),
+            scopes: scopes.into(),
+        })
     }
 }

@@ -149,7 +149,8 @@ pub fn public_jwk(alg: Algorithm, der: &[u8]) -> Result<serde_json::Value, Strin
         }
         Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => return Err("an HMAC key has no public half".into()),
         _ => {
-            let pair = signature::RsaKeyPair::from_pkcs8(der).or_else(|_| signature::RsaKeyPair::from_der(der)).map_err(|e| e.to_string())?;
+            let pair =
+                signature::RsaKeyPair::from_pkcs8(der).or_else(|_| signature::RsaKeyPair::from_der(der)).map_err(|e| e.to_string())?;
             let parts = ring::rsa::PublicKeyComponents::<Vec<u8>>::from(pair.public());
             vec![("e", b64(&parts.e)), ("kty", "RSA".into()), ("n", b64(&parts.n))]
         }

@@ -23,9 +23,9 @@ pub mod jwt;
 pub mod keys;
 
 use crate::config::AuthType;
+use crate::request::RequestHead;
 use crate::verdict::{ProblemCode, Rejection};
 use http::header::{self, HeaderName, HeaderValue};
-use crate::request::RequestHead;
 use jwt::{JwtError, JwtVerifier, VerifiedClaims};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -113,7 +113,9 @@ pub enum AuthStep {
     Done(Principal),
     /// An opaque bearer token not in the caches: the gateway must call this introspector
     /// (with the request's bearer token), then [`complete_introspection`].
-    Introspect { introspector: u32 },
+    Introspect {
+        introspector: u32,
+    },
 }
 
 /// Authenticates and authorizes a request. `now` is Unix seconds.
@@ -121,13 +123,15 @@ pub fn authenticate(cx: &AuthContext<'_>, req: &dyn RequestHead, now: u64) -> Re
     let realm = cx.api_name;
     let mut principal = match credential(cx, req) {
         Credential::None => return Err(missing(realm)),
-        Credential::Malformed => return Err(invalid(realm, ProblemCode::AuthInvalidToken, "the Authorization header is not a Bearer token")),
+        Credential::Malformed => {
+            return Err(invalid(realm, ProblemCode::AuthInvalidToken, "the Authorization header is not a Bearer token"))
+        }
         Credential::Bearer(token) => {
             // A JWS shape goes to the JWT key managers when the API has some; anything else
             // (or everything, on an introspection-only API) to introspection.
             // (The shape is only looked at when the API has both kinds.)
-            let to_jwt = cx.auth.introspectors.is_empty()
-                || (!cx.auth.key_managers.is_empty() && token.bytes().filter(|b| *b == b'.').count() == 2);
+            let to_jwt =
+                cx.auth.introspectors.is_empty() || (!cx.auth.key_managers.is_empty() && token.bytes().filter(|b| *b == b'.').count() == 2);
             if to_jwt {
                 from_token(cx, token, now).map_err(|e| invalid(realm, ProblemCode::AuthInvalidToken, &e.to_string()))?
             } else {
@@ -140,14 +144,20 @@ pub fn authenticate(cx: &AuthContext<'_>, req: &dyn RequestHead, now: u64) -> Re
                 }
             }
         }
-        Credential::ApiKey(key) => from_api_key(cx, key).ok_or_else(|| invalid(realm, ProblemCode::AuthInvalidApiKey, "the API key is not valid"))?,
+        Credential::ApiKey(key) => {
+            from_api_key(cx, key).ok_or_else(|| invalid(realm, ProblemCode::AuthInvalidApiKey, "the API key is not valid"))?
+        }
     };
     authorize(cx, req, &mut principal).map_err(|r| Rejection { application: principal.application, ..r })?;
     Ok(AuthStep::Done(principal))
 }
 
 /// Finishes authentication once the gateway has introspected the token.
-pub fn complete_introspection(cx: &AuthContext<'_>, req: &dyn RequestHead, result: &introspect::IntrospectionResult) -> Result<Principal, Rejection> {
+pub fn complete_introspection(
+    cx: &AuthContext<'_>,
+    req: &dyn RequestHead,
+    result: &introspect::IntrospectionResult,
+) -> Result<Principal, Rejection> {
     match result {
         introspect::IntrospectionResult::Active(claims) => {
             let mut principal = principal_from_claims(cx, claims);
@@ -155,11 +165,10 @@ pub fn complete_introspection(cx: &AuthContext<'_>, req: &dyn RequestHead, resul
             Ok(principal)
         }
         introspect::IntrospectionResult::Inactive => Err(invalid(cx.api_name, ProblemCode::AuthInvalidToken, "the token is not active")),
-        introspect::IntrospectionResult::Unavailable(_) => Err(Rejection::new(
-            ProblemCode::AuthIntrospectionUnavailable,
-            "the identity provider could not check the token; try again",
-        )
-        .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))),
+        introspect::IntrospectionResult::Unavailable(_) => {
+            Err(Rejection::new(ProblemCode::AuthIntrospectionUnavailable, "the identity provider could not check the token; try again")
+                .with_header(header::RETRY_AFTER, HeaderValue::from_static("1")))
+        }
     }
 }
 
@@ -282,7 +291,11 @@ fn authorize(cx: &AuthContext<'_>, req: &dyn RequestHead, p: &mut Principal) -> 
 
 fn domain_allowed(allowed: &[String], req: &dyn RequestHead) -> bool {
     let source = req.header("origin").or_else(|| req.header("referer"));
-    let Some(host) = source.and_then(crate::request::visible_ascii).and_then(|v| v.parse::<http::Uri>().ok()).and_then(|u| u.host().map(str::to_ascii_lowercase)) else {
+    let Some(host) = source
+        .and_then(crate::request::visible_ascii)
+        .and_then(|v| v.parse::<http::Uri>().ok())
+        .and_then(|u| u.host().map(str::to_ascii_lowercase))
+    else {
         return false;
     };
     allowed.iter().any(|d| match d.strip_prefix('.') {

@@ -99,13 +99,23 @@ fn time_issuer_and_audience_rules() {
     };
     assert_eq!(with(&|c| c["exp"] = json!(NOW - 31)), Err(JwtError::Expired));
     assert!(with(&|c| c["exp"] = json!(NOW - 29)).is_ok(), "within clock skew");
-    assert_eq!(with(&|c| { c.as_object_mut().unwrap().remove("exp"); }), Err(JwtError::MissingExpiry));
+    assert_eq!(
+        with(&|c| {
+            c.as_object_mut().unwrap().remove("exp");
+        }),
+        Err(JwtError::MissingExpiry)
+    );
     assert_eq!(with(&|c| c["nbf"] = json!(NOW + 60)), Err(JwtError::NotYetValid));
     assert_eq!(with(&|c| c["iat"] = json!(NOW + 60)), Err(JwtError::NotYetValid));
     assert_eq!(with(&|c| c["iss"] = json!("https://idp.example")), Err(JwtError::WrongIssuer), "exact match");
     assert_eq!(with(&|c| c["aud"] = json!("billing")), Err(JwtError::WrongAudience));
     assert!(with(&|c| c["aud"] = json!(["billing", "orders"])).is_ok());
-    assert_eq!(with(&|c| { c.as_object_mut().unwrap().remove("aud"); }), Err(JwtError::WrongAudience));
+    assert_eq!(
+        with(&|c| {
+            c.as_object_mut().unwrap().remove("aud");
+        }),
+        Err(JwtError::WrongAudience)
+    );
 }
 
 #[test]
@@ -162,7 +172,11 @@ fn forged_tampered_and_malformed_tokens() {
     assert_eq!(v.verify(&jwe, NOW), Err(JwtError::Malformed));
     let big = format!("{}.{}.{}", parts[0], b64(&vec![b'a'; 9000]), parts[2]);
     assert_eq!(v.verify(&big, NOW), Err(JwtError::TooLarge));
-    for header in [json!({ "alg": "ES256", "kid": "ec1", "crit": ["exp"] }), json!({ "alg": "ES256", "enc": "A256GCM" }), json!({ "alg": "ES256", "b64": false })] {
+    for header in [
+        json!({ "alg": "ES256", "kid": "ec1", "crit": ["exp"] }),
+        json!({ "alg": "ES256", "enc": "A256GCM" }),
+        json!({ "alg": "ES256", "b64": false }),
+    ] {
         assert_eq!(v.verify(&forge(header, &claims(), b"x"), NOW), Err(JwtError::UnsupportedHeader));
     }
     // jku/x5u/jwk are ignored: the embedded key is not trusted, the configured one decides.
@@ -274,7 +288,10 @@ fn applications_subscriptions_scopes_and_auth_types() {
     let mut app_token = claims();
     app_token["sub"] = json!("mobile-client");
     app_token["scope"] = json!("admin");
-    assert_eq!(code(check(&s, "/orders/v1/admin/x", &[("authorization", &bearer(app_token.clone()))])), Err(ProblemCode::AuthWrongCredentialType));
+    assert_eq!(
+        code(check(&s, "/orders/v1/admin/x", &[("authorization", &bearer(app_token.clone()))])),
+        Err(ProblemCode::AuthWrongCredentialType)
+    );
     assert_eq!(code(check(&s, "/orders/v1/app", &[("authorization", &bearer(app_token))])), Ok(()));
     let mut user_admin = claims();
     user_admin["scope"] = json!("admin");
@@ -294,11 +311,17 @@ fn api_keys_and_allowed_domains() {
     let key = ("apikey", "partner-secret-key");
     assert_eq!(code(check(&s, "/orders/v1/app", &[key, ("origin", "https://shop.partner.example")])), Ok(Some(true)));
     assert_eq!(code(check(&s, "/orders/v1/app", &[key, ("referer", "https://a.b.partner.example/page")])), Ok(Some(true)));
-    assert_eq!(code(check(&s, "/orders/v1/app", &[key, ("origin", "https://partner.example.evil")])), Err(ProblemCode::AuthDomainNotAllowed));
+    assert_eq!(
+        code(check(&s, "/orders/v1/app", &[key, ("origin", "https://partner.example.evil")])),
+        Err(ProblemCode::AuthDomainNotAllowed)
+    );
     assert_eq!(code(check(&s, "/orders/v1/app", &[key])), Err(ProblemCode::AuthDomainNotAllowed));
     assert_eq!(code(check(&s, "/orders/v1/app", &[("apikey", "wrong")])), Err(ProblemCode::AuthInvalidApiKey));
     // Scopes come only from tokens: an API key cannot call a scoped resource.
-    assert_eq!(code(check(&s, "/orders/v1/order/1", &[key, ("origin", "https://x.partner.example")])), Err(ProblemCode::AuthInsufficientScope));
+    assert_eq!(
+        code(check(&s, "/orders/v1/order/1", &[key, ("origin", "https://x.partner.example")])),
+        Err(ProblemCode::AuthInsufficientScope)
+    );
 }
 
 #[test]
@@ -377,7 +400,13 @@ fn backend_jwt_without_a_key_signs_with_a_generated_es256_key_and_warns() {
     let again = crate::compile(&spec, &durable).unwrap();
     assert_eq!(again.backend_jwt.as_ref().unwrap().jwks(), jwks);
     // Minted tokens name the key and verify with the published JWK.
-    let p = Principal { application: None, user: Some("alice".into()), scopes: vec!["a".to_string()].into(), tier: Some("Gold".into()), via_api_key: false };
+    let p = Principal {
+        application: None,
+        user: Some("alice".into()),
+        scopes: vec!["a".to_string()].into(),
+        tier: Some("Gold".into()),
+        via_api_key: false,
+    };
     let api: Arc<str> = "a".into();
     let token = bj.assertion(&api, None, &p, NOW).unwrap();
     let token = token.to_str().unwrap();
@@ -408,7 +437,9 @@ fn backend_jwt_key_mistakes_are_reported_with_paths() {
 
 #[test]
 fn a_configured_backend_key_takes_its_algorithm_from_the_pem_and_publishes_its_public_half() {
-    for (file, alg, kty) in [("jwt_rs256_priv.pem", "RS256", "RSA"), ("jwt_es256_priv.pem", "ES256", "EC"), ("jwt_eddsa_priv.pem", "EdDSA", "OKP")] {
+    for (file, alg, kty) in
+        [("jwt_rs256_priv.pem", "RS256", "RSA"), ("jwt_es256_priv.pem", "ES256", "EC"), ("jwt_eddsa_priv.pem", "EdDSA", "OKP")]
+    {
         let doc = format!("backend_jwt: {{ pem_file: \"{}\" }}\napis: []\n", shared_key(file));
         let s = crate::compile(&parse(doc.as_bytes(), Format::Yaml).unwrap(), &Durable::new()).unwrap();
         let jwks = s.backend_jwt.as_ref().unwrap().jwks();
@@ -451,7 +482,12 @@ fn static_keys_without_alg_verify_what_their_type_and_the_allow_list_permit() {
     assert!(v.verify(&sign_with(Algorithm::ES256, "ec", &ec_priv), NOW).is_ok());
     assert!(v.verify(&sign_with(Algorithm::PS256, "rsa-old", &rsa_priv), NOW).is_err());
     // HS256 is refused even with the configured secret: the allow list decides.
-    let hs = jsonwebtoken::encode(&jsonwebtoken::Header { kid: Some("hs-1".into()), ..jsonwebtoken::Header::new(Algorithm::HS256) }, &claims(), &EncodingKey::from_secret(SECRET)).unwrap();
+    let hs = jsonwebtoken::encode(
+        &jsonwebtoken::Header { kid: Some("hs-1".into()), ..jsonwebtoken::Header::new(Algorithm::HS256) },
+        &claims(),
+        &EncodingKey::from_secret(SECRET),
+    )
+    .unwrap();
     assert!(v.verify(&hs, NOW).is_err());
 }
 
@@ -488,12 +524,24 @@ fn every_listed_algorithm_verifies() {
         (Algorithm::HS512, EncodingKey::from_secret(SECRET), DecodingKey::from_secret(SECRET)),
     ]
     .into_iter()
-    .chain([Algorithm::RS256, Algorithm::RS384, Algorithm::RS512, Algorithm::PS256, Algorithm::PS384, Algorithm::PS512].into_iter().map(|a| {
-        (a, EncodingKey::from_rsa_pem(&rsa_private).unwrap(), DecodingKey::from_rsa_pem(&rsa_public).unwrap())
-    }))
+    .chain(
+        [Algorithm::RS256, Algorithm::RS384, Algorithm::RS512, Algorithm::PS256, Algorithm::PS384, Algorithm::PS512]
+            .into_iter()
+            .map(|a| (a, EncodingKey::from_rsa_pem(&rsa_private).unwrap(), DecodingKey::from_rsa_pem(&rsa_public).unwrap())),
+    )
     .collect();
     for (alg, enc, dec) in cases {
-        let v = JwtVerifier::new(ISS.into(), vec![], vec![alg], vec![VerifyKey::new(None, vec![alg], dec).unwrap()], 30, 8192, "azp".into(), "sub".into(), "scope".into());
+        let v = JwtVerifier::new(
+            ISS.into(),
+            vec![],
+            vec![alg],
+            vec![VerifyKey::new(None, vec![alg], dec).unwrap()],
+            30,
+            8192,
+            "azp".into(),
+            "sub".into(),
+            "scope".into(),
+        );
         let t = encode(&Header::new(alg), &claims(), &enc).unwrap();
         assert!(v.verify(&t, NOW).is_ok(), "{alg:?}");
         // One bit of the signature flipped: refused.

@@ -197,7 +197,9 @@ fn an_absent_server_section_gets_the_documented_defaults() {
 
 #[test]
 fn sizes_are_parsed_and_bounded() {
-    let s = snapshot("access_log: { buffer_size: 1MiB }\napis: [{ name: a, context: /a, version: v1, resources: [{ path: /x, mock: { body: a } }] }]\n");
+    let s = snapshot(
+        "access_log: { buffer_size: 1MiB }\napis: [{ name: a, context: /a, version: v1, resources: [{ path: /x, mock: { body: a } }] }]\n",
+    );
     assert_eq!(s.process.access_log.buffer_size.0, 1 << 20);
     let errs = errors("access_log: { buffer_size: 10B }\napis: []\n");
     assert_eq!(errs[0].path, "access_log.buffer_size");

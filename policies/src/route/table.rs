@@ -180,7 +180,9 @@ impl ParsedPattern {
             } else if part == "." || part == ".." {
                 return Err("dot segments are not allowed".into());
             } else if !part.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()+,;=:@".contains(&b)) {
-                return Err(format!("`{part}` has characters that must be percent-encoded; write the decoded path segment with unreserved characters"));
+                return Err(format!(
+                    "`{part}` has characters that must be percent-encoded; write the decoded path segment with unreserved characters"
+                ));
             } else {
                 segs.push(Seg::Literal(part.into()));
             }
@@ -217,7 +219,10 @@ impl ParsedPattern {
 /// The result of matching a path and verb against an API's resources.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ResourceMatch {
-    Found { resource: u32, bindings: Bindings },
+    Found {
+        resource: u32,
+        bindings: Bindings,
+    },
     /// The path matched, the verb did not: these verbs would have.
     MethodNotAllowed(MethodSet),
     NotFound,
