@@ -108,7 +108,7 @@ fn bench(c: &mut Criterion) {
     let token = encode(&header(Algorithm::HS256), &claims(), &EncodingKey::from_secret(SECRET)).unwrap();
     let parts =
         http::Request::get("/orders/v1/order/42").header("authorization", format!("Bearer {token}")).body(()).unwrap().into_parts().0;
-    let plan = snapshot.plan(&parts, "/orders/v1/order/42").unwrap();
+    let plan = snapshot.route(&parts, "/orders/v1/order/42").unwrap();
     assert!(snapshot.authenticate(&parts, &plan, NOW).unwrap().is_some());
     c.bench_function("authenticate_cached", |b| b.iter(|| black_box(snapshot.authenticate(&parts, &plan, NOW).is_ok())));
 
@@ -125,7 +125,7 @@ fn bench(c: &mut Criterion) {
     snapshot.introspectors[0].interpret(opaque, body.as_bytes(), NOW);
     let parts =
         http::Request::get("/orders/v1/order/42").header("authorization", format!("Bearer {opaque}")).body(()).unwrap().into_parts().0;
-    let plan = snapshot.plan(&parts, "/orders/v1/order/42").unwrap();
+    let plan = snapshot.route(&parts, "/orders/v1/order/42").unwrap();
     assert!(matches!(snapshot.authenticate(&parts, &plan, NOW), Ok(Some(policies::authn::AuthStep::Done(_)))));
     c.bench_function("introspection_cache_hit", |b| b.iter(|| black_box(snapshot.authenticate(&parts, &plan, NOW).is_ok())));
 

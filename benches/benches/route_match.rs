@@ -28,7 +28,7 @@ fn bench(c: &mut Criterion) {
                 let req = &requests[i & 1023];
                 i += 1;
                 let path = normalize(req.uri.path()).expect("normal path");
-                black_box(snapshot.plan(req, &path).is_ok())
+                black_box(snapshot.route(req, &path).is_ok())
             })
         });
 

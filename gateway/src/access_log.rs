@@ -37,6 +37,8 @@ struct Line<'a> {
     host: &'a str,
     path: &'a str,
     http: &'static str,
+    /// Which exchange served it: `lane` or `pingora`.
+    exchange: &'static str,
     status: u16,
     api: Option<&'a str>,
     resource: Option<&'a str>,
@@ -77,12 +79,12 @@ impl AccessLog {
             host: req.host,
             path: req.path,
             http: req.http,
+            exchange: ctx.exchange.as_str(),
             status,
             api: api.map(|a| &*a.name),
             resource,
             application: ctx
-                .principal
-                .as_ref()
+                .principal()
                 .and_then(|p| p.application)
                 .or(ctx.refused_application)
                 .and_then(|i| ctx.snapshot.applications.apps.get(i as usize))

@@ -1,7 +1,7 @@
 //! The per-request context (`ProxyHttp::CTX`), created once per request in `new_ctx`.
 
 use http::HeaderValue;
-use policies::snapshot::Plan;
+use policies::chain::{Admitted, Exchange};
 use policies::{ProblemCode, Snapshot};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,47 +11,53 @@ pub struct RequestCtx {
     pub snapshot: Arc<Snapshot>,
     pub started: Instant,
     pub request_id: HeaderValue,
+    /// The exchange serving the request.
+    pub exchange: Exchange,
     /// The API, once routing found one (also for rejections inside an API).
     pub api: Option<u32>,
     /// The matched resource (also for mocks).
     pub resource: Option<u32>,
-    /// Set when the request is to be proxied.
-    pub plan: Option<Plan>,
-    /// The normalised path, when it differs from the request's.
-    pub normalized_path: Option<String>,
+    /// The decision, once the request was admitted (to be proxied, or answered by a mock):
+    /// its plan and who is calling.
+    pub admitted: Option<Admitted>,
     /// Targets tried so far (bit i = target i) and how many attempts were made.
     pub tried: u64,
     pub attempts: u32,
     pub target: Option<usize>,
     pub upstream_sent: Option<Instant>,
     pub upstream_elapsed: Option<Duration>,
+    /// Request body bytes received so far (Pingora's path counts them against the limit).
+    pub body_bytes: u64,
     /// The problem code when the gateway answered itself.
     pub problem: Option<ProblemCode>,
-    /// Who is calling, when the resource required a credential.
-    pub principal: Option<policies::authn::Principal>,
     /// The application of a valid credential that was refused (403), for the access log.
     pub refused_application: Option<u32>,
 }
 
 impl RequestCtx {
-    pub fn new(snapshot: Arc<Snapshot>) -> Self {
+    pub fn new(snapshot: Arc<Snapshot>, exchange: Exchange) -> Self {
         RequestCtx {
             snapshot,
             started: Instant::now(),
             request_id: HeaderValue::from_static(""),
+            exchange,
             api: None,
             resource: None,
-            plan: None,
-            normalized_path: None,
+            admitted: None,
             tried: 0,
             attempts: 0,
             target: None,
             upstream_sent: None,
             upstream_elapsed: None,
+            body_bytes: 0,
             problem: None,
-            principal: None,
             refused_application: None,
         }
+    }
+
+    /// Who is calling, when the resource required a credential.
+    pub fn principal(&self) -> Option<&policies::authn::Principal> {
+        self.admitted.as_ref()?.principal.as_ref()
     }
 
     pub fn api(&self) -> Option<&policies::snapshot::Api> {

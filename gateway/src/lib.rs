@@ -4,12 +4,11 @@
 //! |---|---|
 //! | `cli` | `gateway run` / `gateway validate` |
 //! | `server` | builds the Pingora server: proxy service, listeners, background services |
-//! | `proxy` | `impl ProxyHttp`: maps Pingora phases to policy calls, nothing else |
+//! | `proxy` | `impl ProxyHttp`: maps Pingora phases to the pipeline, nothing else |
 //! | `ctx` | the per-request context |
 //! | `respond` | the only writer of local replies (problem+json, mocks, preflights) |
-//! | `lane` | the HTTP/1 fast lane: the gateway's own loop for plain-HTTP connections, handing other requests to Pingora |
-//! | `admit` | the decision on a request and the head edits, shared by Pingora's phases and the lane |
-//! | `direct` | the direct exchange: plain HTTP/1 requests proxied over per-thread idle connections |
+//! | `lane` | the HTTP/1 lane: the gateway's own loop for plain-HTTP connections and its upstream pool, handing other requests to Pingora before deciding them |
+//! | `pipeline` | the chain's commit step and the head edits, shared by both exchanges (the chain itself is `policies::chain`) |
 //! | `upstream` | peer templates and health checkers prepared per snapshot |
 //! | `health` | active health checks |
 //! | `jwks` | background refresh of remote JWKS key sets |
@@ -20,16 +19,15 @@
 //! | `request_id` | accepts or generates `X-Request-Id` |
 
 pub mod access_log;
-pub mod admit;
 pub mod cli;
 pub mod control_plane;
 pub mod ctx;
-pub mod direct;
 pub mod health;
 pub mod introspect;
 pub mod jwks;
 pub mod lane;
 pub mod outbound;
+pub mod pipeline;
 pub mod proxy;
 pub mod request_id;
 pub mod respond;

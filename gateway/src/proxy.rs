@@ -1,23 +1,25 @@
-//! `impl ProxyHttp for Gateway`: maps Pingora's phases to policy calls and nothing else.
-//! Plain HTTP/1 requests on plain-HTTP listeners never get here: the lane (`lane.rs`) serves
-//! them with the same decisions (`admit.rs`), and hands everything else to these phases.
+//! `impl ProxyHttp for Gateway`: maps Pingora's phases to the pipeline and nothing else.
+//! Plain HTTP/1.1 requests on plain-HTTP listeners never get here: the lane (`lane/`) serves
+//! them with the same chain (`pipeline.rs`), and hands the rest to these phases before
+//! deciding anything, so every request is decided once, by the exchange that serves it.
 //!
 //! | phase | what happens |
 //! |---|---|
 //! | `new_ctx` | pin the snapshot (`Store::load`, one atomic increment), start the clock |
-//! | `request_filter` | request id → `admit` (normalise path, route, lifecycle, CORS, verb, authentication) → mock / preflight / rejection answered by `respond`, or go on to proxy |
-//! | (`direct::exchange`) | for HTTP/1 requests without a body to plain-HTTP targets: the phases below, run by the gateway over its own idle connections |
+//! | `request_filter` | request id → syntax (one `Host` on HTTP/1.1, `server.max_request_body`) → `pipeline::decide` (the chain, then commit) → mock / preflight / rejection answered by `respond`, or go on to proxy |
+//! | `request_body_filter` | a body that grows past `server.max_request_body` is cut off (413) |
 //! | `upstream_peer` | pick a healthy untried target of the API's endpoint; clone its prepared peer |
 //! | `fail_to_connect` | passive health strike; retry on another target while retries remain (nothing was sent) |
-//! | `upstream_request_filter` | path rewrite (strip context/version, target base path), `Host`, `X-Forwarded-*`, `X-Request-Id` |
+//! | `error_while_proxy` | a health strike unless the client side failed or a kept connection was found closed |
+//! | `upstream_request_filter` | origin form, path rewrite (strip context/version, target base path), `Host`, `X-Forwarded-*`, `X-Request-Id` |
 //! | `upstream_response_filter` | upstream latency, passive health success |
-//! | `response_filter` | `X-Request-Id`, deprecation headers, CORS response headers |
+//! | `response_filter` | `X-Request-Id`, deprecation headers, CORS response headers; no `Content-Length` on a 204 |
 //! | `fail_to_proxy` | Pingora error → `ProblemCode` → problem+json via `respond` |
 //! | `logging` | metrics and the access-log line, for every request including local replies |
 
 use crate::access_log::{AccessLog, RequestFacts};
-use crate::admit::{self, admit, after_introspection, unix_now, Admission, Combine};
 use crate::ctx::RequestCtx;
+use crate::pipeline::{self, Combine, Decision};
 use crate::respond;
 use crate::upstream::prepared;
 use async_trait::async_trait;
@@ -28,11 +30,12 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
-use policies::authn::bearer_token;
-use policies::authn::introspect::IntrospectionResult;
-use policies::metrics::FAMILIES;
+use policies::chain::Exchange;
+use policies::metrics::{EXCHANGE_REQUESTS, FAMILIES};
 use policies::state::now_ms;
-use policies::{ProblemCode, Rejection};
+use policies::{ProblemCode, Rejection, RequestHead};
+use std::net::IpAddr;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -55,9 +58,28 @@ pub struct GatewayState {
     pub store: Arc<Store>,
     pub access_log: Option<AccessLog>,
     pub introspection: crate::introspect::IntrospectionClient,
-    /// The direct exchange for plain requests (`server.upstream_fast_path`); `None`: every
-    /// request takes Pingora's proxy path.
-    pub direct: Option<crate::direct::Direct>,
+    /// The HTTP/1 lane's upstream connection pool (`server.upstream_fast_path`); `None`: the
+    /// lane is off and every request takes Pingora's proxy phases.
+    pub lane: Option<crate::lane::pool::PoolSettings>,
+    pub limits: RequestLimits,
+}
+
+/// Request limits that hold on every exchange (`server.*`; a restart changes them).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLimits {
+    pub max_body: u64,
+    pub header_timeout: std::time::Duration,
+    pub body_timeout: std::time::Duration,
+}
+
+impl RequestLimits {
+    pub fn from_spec(server: &policies::config::ServerSpec) -> Self {
+        RequestLimits {
+            max_body: server.max_request_body.0,
+            header_timeout: server.client_header_timeout.0,
+            body_timeout: server.client_body_timeout.0,
+        }
+    }
 }
 
 impl Gateway {
@@ -73,9 +95,86 @@ impl std::ops::Deref for Gateway {
     }
 }
 
-/// The request head as the policies read it.
-pub(crate) fn head(session: &Session) -> &Parts {
-    session.req_header()
+/// A Pingora session's request as the policies read it: the head, the client's address and
+/// whether the connection is TLS.
+pub(crate) struct PingoraHead<'s> {
+    parts: &'s Parts,
+    client: Option<IpAddr>,
+    tls: bool,
+}
+
+pub(crate) fn head(session: &Session) -> PingoraHead<'_> {
+    PingoraHead {
+        parts: session.req_header(),
+        client: session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()),
+        tls: session.digest().is_some_and(|d| d.ssl_digest.is_some()),
+    }
+}
+
+impl RequestHead for PingoraHead<'_> {
+    fn method(&self) -> &http::Method {
+        &self.parts.method
+    }
+
+    fn query(&self) -> Option<&str> {
+        self.parts.uri.query()
+    }
+
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        self.parts.headers.get(name).map(|v| v.as_bytes())
+    }
+
+    fn visit_fields(&self, f: &mut policies::request::FieldVisitor<'_>) -> ControlFlow<()> {
+        policies::request::visit_header_map(&self.parts.headers, f)
+    }
+
+    fn client_addr(&self) -> Option<IpAddr> {
+        self.client
+    }
+
+    fn is_tls(&self) -> bool {
+        self.tls
+    }
+}
+
+/// The declared body length, when the request has a `Content-Length` (`Err`: a malformed or
+/// conflicting one, which Pingora's reader refuses as well).
+fn declared_length(req: &Parts) -> Result<Option<u64>, ()> {
+    let mut length = None;
+    for v in req.headers.get_all(header::CONTENT_LENGTH) {
+        let n = std::str::from_utf8(v.as_bytes()).ok().filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()));
+        match (n.and_then(|v| v.parse::<u64>().ok()), length) {
+            (Some(n), None) => length = Some(n),
+            (Some(n), Some(m)) if n == m => {}
+            _ => return Err(()),
+        }
+    }
+    Ok(length)
+}
+
+/// What the request's syntax alone refuses, before the chain runs: a missing, repeated or
+/// malformed `Host` on HTTP/1.1 (RFC 9112 §3.2), a body declared larger than the limit.
+fn syntax_problem(session: &Session, limits: &RequestLimits) -> Option<Rejection> {
+    let req = session.req_header();
+    if !session.is_http2() && req.version == http::Version::HTTP_11 {
+        let mut hosts = req.headers.get_all(header::HOST).iter();
+        let why = match (hosts.next(), hosts.next()) {
+            (None, _) if req.uri.authority().is_none() => Some("an HTTP/1.1 request needs a Host field"),
+            (None, _) => None,
+            (Some(_), Some(_)) => Some("the request has more than one Host field"),
+            (Some(h), None) => policies::request::host_problem(h.as_bytes()),
+        };
+        if let Some(why) = why {
+            return Some(Rejection::new(ProblemCode::BadRequest, why));
+        }
+    }
+    match declared_length(req) {
+        Err(()) => Some(Rejection::new(ProblemCode::BadRequest, "the Content-Length field is malformed")),
+        Ok(Some(n)) if n > limits.max_body => {
+            Some(Rejection::new(ProblemCode::BodyTooLarge, "the request body is larger than the gateway accepts"))
+        }
+        Ok(_) => None,
+    }
 }
 
 #[async_trait]
@@ -83,7 +182,7 @@ impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::new(self.store.load())
+        RequestCtx::new(self.store.load(), Exchange::Pingora)
     }
 
     /// No downstream modules. Pingora's default installs a (disabled) response-compression
@@ -93,40 +192,50 @@ impl ProxyHttp for Gateway {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.request_id = crate::request_id::for_request(session.req_header().headers.get(&X_REQUEST_ID).map(HeaderValue::as_bytes));
-        let mut admission = admit(ctx, head(session), session.req_header().uri.path());
-        if let Admission::Introspect { plan, introspector } = admission {
-            // The one asynchronous step of authentication: ask the IdP.
-            let snapshot = ctx.snapshot.clone();
-            let token = bearer_token(head(session)).unwrap_or("").to_string();
-            let result = match snapshot.introspectors.get(introspector as usize) {
-                Some(intro) => self.introspection.introspect(intro, &token, unix_now()).await,
-                None => IntrospectionResult::Unavailable("introspector missing".into()),
-            };
-            admission = after_introspection(ctx, head(session), plan, &result);
+        session.set_read_timeout(Some(self.limits.body_timeout));
+        if let Some(rejection) = syntax_problem(session, &self.limits) {
+            respond::reject(session, ctx, rejection).await?;
+            return Ok(true);
         }
-        match admission {
-            Admission::Proxy => match &self.direct {
-                Some(direct) if crate::direct::eligible(session, ctx) => crate::direct::exchange(self, direct, session, ctx).await,
-                _ => Ok(false),
-            },
-            Admission::Reject(rejection) => {
+        let path = session.req_header().uri.path();
+        let decision = pipeline::decide(self, ctx, &head(session), path).await;
+        match decision {
+            Decision::Proxy => Ok(false),
+            Decision::Reject(rejection) => {
                 respond::reject(session, ctx, rejection).await?;
                 Ok(true)
             }
-            Admission::Preflight(headers) => {
+            Decision::Preflight(headers) => {
                 respond::preflight(session, ctx, headers).await?;
                 Ok(true)
             }
-            Admission::Mock => {
+            Decision::Mock => {
                 respond::mock(session, ctx).await?;
                 Ok(true)
             }
-            // Introspection happened above; a second round is never asked for.
-            Admission::Introspect { .. } => {
-                respond::reject(session, ctx, Rejection::new(ProblemCode::Internal, "introspection did not finish")).await?;
+            // Only the lane is ever told to hand off.
+            Decision::HandOff => {
+                respond::reject(session, ctx, Rejection::new(ProblemCode::Internal, "the request was handed off twice")).await?;
                 Ok(true)
             }
         }
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        // A declared length was checked in `request_filter`; a chunked body is counted here.
+        if let Some(chunk) = body {
+            ctx.body_bytes += chunk.len() as u64;
+            if ctx.body_bytes > self.limits.max_body {
+                return Err(Error::explain(ErrorType::HTTPStatus(413), "the request body grew past server.max_request_body"));
+            }
+        }
+        Ok(())
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
@@ -166,9 +275,12 @@ impl ProxyHttp for Gateway {
     ) -> Box<Error> {
         let kind = if matches!(e.etype(), ErrorType::ReadTimedout | ErrorType::WriteTimedout) { "timeout" } else { "error" };
         // A pooled connection the upstream had closed (Pingora marks the error "retry if
-        // reused") says nothing about the target's health; a timeout on one does.
+        // reused") says nothing about the target's health; a timeout on one does. Neither
+        // does a client that went away or stalled mid-request (a downstream error, or our own
+        // body limit).
         let closed_kept = client_reused && matches!(e.retry, pingora::RetryType::ReusedOnly);
-        if !closed_kept {
+        let client_side = matches!(e.esource(), ErrorSource::Downstream) || matches!(e.etype(), ErrorType::HTTPStatus(413));
+        if !closed_kept && !client_side {
             self.strike(ctx, kind);
         }
         let mut e = e.more_context(format!("Peer: {peer}"));
@@ -189,16 +301,22 @@ impl ProxyHttp for Gateway {
     }
 
     async fn upstream_request_filter(&self, session: &mut Session, up: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
-        let client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
-        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         let req = session.req_header();
         let authority = req.uri.authority().map(|a| a.as_str().as_bytes());
-        let edits = match admit::upstream_edits(ctx, head(session), up.uri.path(), up.uri.query(), authority, client_ip, tls) {
+        let view = head(session);
+        let edits = match pipeline::upstream_edits(ctx, &view, up.uri.path(), up.uri.query(), authority) {
             Ok(e) => e,
-            // Nothing planned (cannot happen for a proxied request): forward as is.
-            Err(_) => return Ok(()),
+            // Nothing planned (cannot happen for a proxied request): refuse rather than guess.
+            Err(why) => return Err(Error::explain(ErrorType::InternalError, why)),
         };
-        if let Some(target) = &edits.target {
+        // The upstream always gets origin form: an absolute-form target (`GET http://h/x`) is
+        // never forwarded as such.
+        let target = match &edits.target {
+            Some(t) => Some(t.clone()),
+            None if up.uri.authority().is_some() => Some(up.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned()),
+            None => None,
+        };
+        if let Some(target) = target {
             let uri =
                 http::Uri::try_from(target.as_str()).map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "rewritten path", e))?;
             up.set_uri(uri);
@@ -236,8 +354,12 @@ impl ProxyHttp for Gateway {
 
     async fn response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
         resp.insert_header(X_REQUEST_ID_CASE, ctx.request_id.clone())?;
+        // A 204 has no content, so no Content-Length either (RFC 9110 §8.6).
+        if resp.status == http::StatusCode::NO_CONTENT {
+            resp.remove_header(&header::CONTENT_LENGTH);
+        }
         let mut result = Ok(());
-        admit::response_edits(ctx, head(session), |name, value, how| {
+        pipeline::response_edits(ctx, &head(session), |name, value, how| {
             let r = match how {
                 Combine::Insert => resp.insert_header(name.clone(), value.clone()),
                 Combine::Append => resp.append_header(name.clone(), value.clone()).map(|_| ()),
@@ -290,6 +412,7 @@ impl Gateway {
     /// Counts and logs a finished request (every request, local replies included).
     pub(crate) fn finish<'a>(&self, ctx: &'a RequestCtx, status: u16, facts: impl FnOnce() -> RequestFacts<'a>) {
         let elapsed = ctx.started.elapsed();
+        EXCHANGE_REQUESTS.get(ctx.exchange).inc();
         let metrics = ctx.api().map_or(&ctx.snapshot.unrouted_metrics, |a| &a.metrics);
         metrics.count(status);
         metrics.observe_duration(elapsed.as_secs_f64());
@@ -318,11 +441,12 @@ pub(crate) fn classify(e: &Error) -> (Option<ProblemCode>, &'static str) {
         HTTPStatus(502) | ConnectNoRoute => (Some(ProblemCode::UpstreamUnavailable), "no upstream target could be reached"),
         HTTPStatus(504) => (Some(ProblemCode::UpstreamTimeout), "the upstream did not answer in time"),
         HTTPStatus(400) => (Some(ProblemCode::BadRequest), "the request could not be read"),
+        HTTPStatus(413) => (Some(ProblemCode::BodyTooLarge), "the request body is larger than the gateway accepts"),
         HTTPStatus(_) => (Some(ProblemCode::Internal), "the gateway failed to handle the request"),
         ConnectTimedout | ConnectRefused | ConnectError | TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert | SocketError
         | BindError => (Some(ProblemCode::UpstreamUnavailable), "no upstream target could be reached"),
         ReadTimedout | WriteTimedout => match e.esource() {
-            ErrorSource::Downstream => (Some(ProblemCode::BadRequest), "the client was too slow"),
+            ErrorSource::Downstream => (Some(ProblemCode::RequestTimeout), "the client was too slow"),
             _ => (Some(ProblemCode::UpstreamTimeout), "the upstream did not answer in time"),
         },
         _ => match e.esource() {

@@ -118,19 +118,19 @@ fn finish(
 
 /// Answers with a problem+json body and counts the rejection.
 pub async fn reject(session: &mut Session, ctx: &mut RequestCtx, rejection: Rejection) -> Result<()> {
-    let reply = rejection_reply(ctx, crate::proxy::head(session), rejection);
+    let reply = rejection_reply(ctx, &crate::proxy::head(session), rejection);
     send(session, reply).await
 }
 
 /// Answers with a resource's mock.
 pub async fn mock(session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
-    let reply = mock_reply(ctx, crate::proxy::head(session));
+    let reply = mock_reply(ctx, &crate::proxy::head(session));
     send(session, reply).await
 }
 
 /// Answers a CORS preflight with 204 and the computed headers.
 pub async fn preflight(session: &mut Session, ctx: &mut RequestCtx, headers: Vec<(HeaderName, HeaderValue)>) -> Result<()> {
-    let reply = preflight_reply(ctx, crate::proxy::head(session), headers);
+    let reply = preflight_reply(ctx, &crate::proxy::head(session), headers);
     send(session, reply).await
 }
 
@@ -141,7 +141,8 @@ const DRAIN_LIMIT: u64 = 64 * 1024;
 const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 async fn drain_small_body(session: &mut Session) {
-    if session.is_body_done() {
+    // A client that waits for `100 Continue` sends nothing more: there is nothing to drain.
+    if session.is_body_done() || session.req_header().headers.get(header::EXPECT).is_some() {
         return;
     }
     let small = session

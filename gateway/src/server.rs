@@ -91,8 +91,9 @@ pub fn run(config: &Path) -> ExitCode {
         Err(e) => tracing::warn!(error = %e, "cannot fetch JWKS at startup; the background fetcher will"),
     }
 
-    let direct = process.server.upstream_fast_path.then(|| crate::direct::Direct::new(process.server.upstream_keepalive_pool));
-    let gateway = Gateway::new(GatewayState { store: store.clone(), access_log, introspection: Default::default(), direct });
+    let lane = process.server.upstream_fast_path.then(|| crate::lane::pool::PoolSettings::new(process.server.upstream_keepalive_pool));
+    let limits = crate::proxy::RequestLimits::from_spec(&process.server);
+    let gateway = Gateway::new(GatewayState { store: store.clone(), access_log, introspection: Default::default(), lane, limits });
     // One service: the HTTP/1 fast lane on plain-HTTP connections, which hands every request
     // it does not take (and every TLS connection) to Pingora's proxy app.
     let app = crate::lane::Lane::new(gateway.clone(), pingora::proxy::http_proxy(&server.configuration, gateway));

@@ -11,10 +11,12 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-/// `gateway_upstream_fast_path_total` from the admin listener's /metrics.
+/// `gateway_exchange_requests_total{exchange="lane"}` from the admin listener's /metrics.
 async fn fast_path_count(gw: &TestGateway) -> u64 {
     let text = client().get(gw.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
-    text.lines().find_map(|l| l.strip_prefix("gateway_upstream_fast_path_total ")).map_or(0, |v| v.trim().parse().unwrap())
+    text.lines()
+        .find_map(|l| l.strip_prefix("gateway_exchange_requests_total{exchange=\"lane\"} "))
+        .map_or(0, |v| v.trim().parse().unwrap())
 }
 
 fn config(upstream: &str) -> String {
@@ -82,13 +84,15 @@ async fn requests_the_lane_does_not_take_go_to_pingora_and_the_connection_comes_
     let gw = TestGateway::start(&config(&up.url()));
     let mut s = connect(&gw);
     let mut rest = Vec::new();
-    // lane, Pingora (a body), lane, the lane's own 404 (routing), lane: one connection.
-    let steps: [(&str, &str, &str); 5] = [
+    // lane, Pingora (a chunked body), lane, the lane's own 404 (routing), lane, lane (a
+    // small Content-Length body): one connection.
+    let steps: [(&str, &str, &str); 6] = [
         ("GET /svc/v1/one HTTP/1.1\r\nHost: x\r\n\r\n", "200", "/one"),
-        ("POST /svc/v1/two HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", "200", "/two"),
+        ("POST /svc/v1/two HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", "200", "/two"),
         ("GET /svc/v1/three HTTP/1.1\r\nHost: x\r\n\r\n", "200", "/three"),
         ("GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n", "404", ""),
         ("GET /svc/v1/five HTTP/1.1\r\nHost: x\r\n\r\n", "200", "/five"),
+        ("POST /svc/v1/six HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", "200", "/six"),
     ];
     for (req, status, path) in steps {
         s.write_all(req.as_bytes()).unwrap();
@@ -105,8 +109,8 @@ async fn requests_the_lane_does_not_take_go_to_pingora_and_the_connection_comes_
         }
     }
     assert!(rest.is_empty());
-    assert_eq!(fast_path_count(&gw).await, 3, "the three plain GETs took the lane");
-    assert_eq!(up.hits.load(std::sync::atomic::Ordering::SeqCst), 4);
+    assert_eq!(fast_path_count(&gw).await, 5, "all but the chunked POST took the lane");
+    assert_eq!(up.hits.load(std::sync::atomic::Ordering::SeqCst), 5);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -425,4 +429,117 @@ apis:
     }
     assert!(fast_path_count(&lane).await >= 3);
     assert_eq!(fast_path_count(&pingora).await, 0);
+}
+
+/// `gateway_request_decisions_total{exchange=…}` from the admin listener's /metrics.
+async fn decisions(gw: &TestGateway, exchange: &str) -> u64 {
+    let text = client().get(gw.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let prefix = format!("gateway_request_decisions_total{{exchange=\"{exchange}\"}} ");
+    text.lines().find_map(|l| l.strip_prefix(prefix.as_str())).map_or(0, |v| v.trim().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_request_is_decided_once_including_those_handed_to_pingora() {
+    let up = TestUpstream::start("a").await;
+    let gw = TestGateway::start(&config(&up.url()));
+    let mut s = connect(&gw);
+    let mut rest = Vec::new();
+    let requests = [
+        "GET /svc/v1/a HTTP/1.1\r\nHost: x\r\n\r\n",
+        "POST /svc/v1/b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        "GET /svc/v1/c HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\nConnection: upgrade\r\n\r\n",
+        "GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n",
+        "POST /svc/v1/d HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+    ];
+    for req in requests {
+        s.write_all(req.as_bytes()).unwrap();
+        let (head, _) = read_response(&mut s, &mut rest);
+        assert!(head.starts_with("http/1.1 200") || head.starts_with("http/1.1 404"), "{req}: {head}");
+    }
+    assert_eq!(decisions(&gw, "lane").await, 3, "the GET, the 404 and the small POST");
+    assert_eq!(decisions(&gw, "pingora").await, 2, "the chunked POST and the upgrade, decided by Pingora only");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_absolute_form_target_reaches_the_upstream_in_origin_form_with_the_gateways_host() {
+    let up = TestUpstream::start("a").await;
+    let gw = TestGateway::start(&config(&up.url()));
+    let raw = gw.raw("GET http://other.host/svc/v1/x?q=1 HTTP/1.1\r\nHost: other.host\r\nConnection: close\r\n\r\n");
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    let body = &raw[raw.find("\r\n\r\n").unwrap() + 4..];
+    let echo: Echo = serde_json::from_str(body).unwrap();
+    assert_eq!(echo.path, "/x?q=1");
+    assert_eq!(echo.headers["host"], up.url().trim_start_matches("http://"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_hosts_dot_segments_with_parameters_and_oversized_bodies_never_reach_the_upstream() {
+    let up = TestUpstream::start("a").await;
+    let gw = TestGateway::start(&config(&up.url()));
+    for (req, status, code) in [
+        ("GET /svc/v1/x HTTP/1.1\r\n\r\n", "400", "request.malformed"),
+        ("GET /svc/v1/x HTTP/1.1\r\nHost:\r\n\r\n", "400", "request.malformed"),
+        ("GET /svc/v1/x HTTP/1.1\r\nHost: localhost:80abc\r\n\r\n", "400", "request.malformed"),
+        ("GET /svc/v1/public/..;/admin/users HTTP/1.1\r\nHost: x\r\n\r\n", "400", "request.bad_path"),
+        ("POST /svc/v1/x HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n", "413", "request.body_too_large"),
+        ("POST /svc/v1/x HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\nExpect: 100-continue\r\n\r\n", "413", "request.body_too_large"),
+        // Handed to Pingora (HTTP/1.0 / chunked are not the lane's), refused there alike.
+        ("GET /svc/v1/public/..;/admin HTTP/1.0\r\nHost: x\r\n\r\n", "400", "request.bad_path"),
+    ] {
+        let raw = gw.raw(req);
+        assert!(raw.starts_with(&format!("HTTP/1.1 {status}")), "{req}: {raw}");
+        assert!(!raw.contains("100 Continue"), "{req}: {raw}");
+        let body = &raw[raw.find("\r\n\r\n").unwrap() + 4..];
+        let problem: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{req}: {e}: {raw}"));
+        assert_eq!(problem["code"], code, "{req}");
+        assert_eq!(problem["status"].to_string(), status, "{req}");
+    }
+    // A body shorter than its Content-Length, then the client stops: never forwarded.
+    let mut s = connect(&gw);
+    s.write_all(b"POST /svc/v1/short HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc").unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    assert!(got.is_empty(), "{}", String::from_utf8_lossy(&got));
+    assert_eq!(up.hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_body_gets_408_and_a_204_carries_no_content_length() {
+    let port = raw_upstream(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n");
+    let gw = TestGateway::start(
+        &config(&format!("http://127.0.0.1:{port}"))
+            .replace("server: { threads: 1 }", "server: { threads: 1, client_body_timeout: 300ms, client_header_timeout: 300ms }"),
+    );
+    let mut s = connect(&gw);
+    let mut rest = Vec::new();
+    s.write_all(b"GET /svc/v1/x HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let (head, body) = read_response(&mut s, &mut rest);
+    assert!(head.starts_with("http/1.1 204"), "{head}");
+    assert!(!head.contains("content-length"), "{head}");
+    assert!(body.is_empty());
+    // A body that stops halfway: 408 from whoever read it, then the connection closes.
+    s.write_all(b"POST /svc/v1/x HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc").unwrap();
+    let (head, body) = read_response(&mut s, &mut rest);
+    assert!(head.starts_with("http/1.1 408"), "{head}");
+    assert!(String::from_utf8_lossy(&body).contains("request.timeout"));
+    // A partial head is not held past the header timeout either.
+    let mut s = connect(&gw);
+    s.write_all(b"GET /svc/v1/x HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let mut got = String::new();
+    let _ = s.read_to_string(&mut got);
+    assert!(got.starts_with("HTTP/1.1 408"), "{got}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_status_line_without_a_reason_phrase_is_answered_with_the_standard_one() {
+    let port = raw_upstream(b"HTTP/1.1 200\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok");
+    let gw = TestGateway::start(&config(&format!("http://127.0.0.1:{port}")));
+    let mut s = connect(&gw);
+    let mut rest = Vec::new();
+    s.write_all(b"GET /svc/v1/x HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let (head, body) = read_response(&mut s, &mut rest);
+    assert!(head.starts_with("http/1.1 200 ok\r\n"), "{head}");
+    assert_eq!(head.matches("content-length").count(), 1, "{head}");
+    assert_eq!(body, b"ok");
 }

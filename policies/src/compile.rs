@@ -144,6 +144,16 @@ fn check_process(spec: &GatewaySpec, errors: &mut Errors) {
     if spec.server.graceful_shutdown_timeout.0.subsec_nanos() != 0 || spec.server.graceful_shutdown_timeout.0.is_zero() {
         errors.push("server.graceful_shutdown_timeout", "must be a whole number of seconds, at least 1s");
     }
+    for (field, d) in
+        [("client_header_timeout", spec.server.client_header_timeout), ("client_body_timeout", spec.server.client_body_timeout)]
+    {
+        if d.0 < Duration::from_millis(100) {
+            errors.push(format!("server.{field}"), "must be at least 100ms");
+        }
+    }
+    if spec.server.max_request_body.0 == 0 {
+        errors.push("server.max_request_body", "must be at least 1B (bodies are refused by resource methods, not here)");
+    }
     if spec.access_log.buffer_size.0 < 512 || spec.access_log.buffer_size.0 > 64 << 20 {
         errors.push("access_log.buffer_size", "must be between 512B and 64MiB");
     }
@@ -309,6 +319,7 @@ fn compile_api(spec: &ApiSpec, path: &str, durable: &Durable, km_index: &HashMap
                     mock,
                     auth_type: r.auth.unwrap_or(AuthType::Any),
                     scopes: r.scopes.clone(),
+                    lane: false,
                 });
             }
             Err(e) => errors.push(format!("{rpath}.path"), format!("`{}`: {e}", r.path)),
@@ -317,6 +328,11 @@ fn compile_api(spec: &ApiSpec, path: &str, durable: &Durable, km_index: &HashMap
 
     if errors.0.len() > before {
         return None;
+    }
+    // The lane's flag: it serves mocks, and proxies only to plain-HTTP targets.
+    let plain_targets = endpoint.as_ref().is_none_or(|e| e.targets.iter().all(|t| !t.tls));
+    for r in &mut resources {
+        r.lane = r.mock.is_some() || plain_targets;
     }
     let name: Arc<str> = Arc::from(spec.name.as_str());
     Some(Api {

@@ -17,6 +17,7 @@
 //! in [`state::Durable`], keyed by a stable name, so a reload keeps it.
 
 pub mod authn;
+pub mod chain;
 pub mod compile;
 pub mod config;
 pub mod cors;

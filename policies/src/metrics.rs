@@ -7,8 +7,8 @@
 //! API names from the config, status classes, problem codes; never paths or credentials.
 
 use prometheus::{
-    register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge, register_int_gauge_vec, Histogram,
-    HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    register_histogram_vec, register_int_counter_vec, register_int_gauge, register_int_gauge_vec, Histogram, HistogramVec, IntCounter,
+    IntCounterVec, IntGauge, IntGaugeVec,
 };
 use std::sync::{LazyLock, OnceLock};
 
@@ -27,7 +27,8 @@ pub struct Families {
     pub access_log_dropped: IntCounterVec,
     pub jwks_refreshes: IntCounterVec,
     pub jwks_keys: IntGaugeVec,
-    pub upstream_fast_path: IntCounter,
+    pub exchange_requests: IntCounterVec,
+    pub decisions: IntCounterVec,
 }
 
 /// `unwrap_or_else(panic)` is deliberate: registration only fails on a duplicate name or a
@@ -94,12 +95,40 @@ pub static FAMILIES: LazyLock<Families> = LazyLock::new(|| Families {
     .expect("register gateway_jwks_refreshes_total"),
     jwks_keys: register_int_gauge_vec!("gateway_jwks_keys", "Usable keys in a key manager's remote JWKS.", &["key_manager"])
         .expect("register gateway_jwks_keys"),
-    upstream_fast_path: register_int_counter!(
-        "gateway_upstream_fast_path_total",
-        "Upstream responses received by the fast path (plain HTTP/1 requests without a body); the rest went through Pingora's proxy loop."
+    exchange_requests: register_int_counter_vec!(
+        "gateway_exchange_requests_total",
+        "Requests answered, by the exchange that served them: lane (the gateway's HTTP/1 loop) or pingora (Pingora's proxy phases).",
+        &["exchange"]
     )
-    .expect("register gateway_upstream_fast_path_total"),
+    .expect("register gateway_exchange_requests_total"),
+    decisions: register_int_counter_vec!(
+        "gateway_request_decisions_total",
+        "Requests decided (the chain's commit step), by exchange. Each request is decided once, even when the lane hands it to Pingora.",
+        &["exchange"]
+    )
+    .expect("register gateway_request_decisions_total"),
 });
+
+/// A counter per exchange, resolved once: the request path bumps it with one atomic add.
+pub struct PerExchange([LazyLock<IntCounter>; 2]);
+
+impl PerExchange {
+    pub fn get(&self, exchange: crate::chain::Exchange) -> &IntCounter {
+        &self.0[exchange as usize]
+    }
+}
+
+/// `gateway_exchange_requests_total` by exchange.
+pub static EXCHANGE_REQUESTS: PerExchange = PerExchange([
+    LazyLock::new(|| FAMILIES.exchange_requests.with_label_values(&["lane"])),
+    LazyLock::new(|| FAMILIES.exchange_requests.with_label_values(&["pingora"])),
+]);
+
+/// `gateway_request_decisions_total` by exchange.
+pub static DECISIONS: PerExchange = PerExchange([
+    LazyLock::new(|| FAMILIES.decisions.with_label_values(&["lane"])),
+    LazyLock::new(|| FAMILIES.decisions.with_label_values(&["pingora"])),
+]);
 
 /// Handles for one API (or for unrouted requests, API `-`), each resolved on first use and
 /// then kept: the request path pays one atomic load to find it, and an API that never sees

@@ -23,6 +23,10 @@ impl Mock {
                 None
             }
         };
+        // RFC 9110 §15.3.5, §15.4.5: a 204 or 304 response ends with its head.
+        if matches!(spec.status, 204 | 304) && !spec.body.is_empty() {
+            errors.push(("body".into(), format!("a {} response cannot have a body", spec.status)));
+        }
         let mut headers = Vec::new();
         for (k, v) in &spec.headers {
             let name = HeaderName::from_bytes(k.as_bytes());

@@ -70,6 +70,10 @@ pub struct Resource {
     pub mock: Option<Mock>,
     pub auth_type: AuthType,
     pub scopes: Vec<String>,
+    /// Whether the gateway's HTTP/1 lane may serve it (compiled): a mock, or an API whose
+    /// targets are all plain `http://` (the lane speaks no TLS upstream). Otherwise the lane
+    /// hands such requests to Pingora before authenticating them.
+    pub lane: bool,
 }
 
 /// What to do with a request whose head passed every policy.
@@ -103,9 +107,9 @@ pub struct Refusal {
 }
 
 impl Snapshot {
-    /// Routes a request and runs the request-head policies in DESIGN's order: route →
-    /// lifecycle → CORS preflight → resource and verb. `path` must be normalised.
-    pub fn plan(&self, req: &dyn RequestHead, path: &str) -> Result<Plan, Refusal> {
+    /// Steps 2–5 of the chain (`chain.rs`): route → lifecycle → CORS preflight → resource and
+    /// verb. `path` must be normalised.
+    pub fn route(&self, req: &dyn RequestHead, path: &str) -> Result<Plan, Refusal> {
         let Some(route) = self.routes.lookup(path) else {
             return Err(Refusal { api: None, rejection: Rejection::new(ProblemCode::RouteNotFound, "no API serves this path") });
         };
@@ -151,6 +155,14 @@ impl Snapshot {
                 Err(refuse(r))
             }
             ResourceMatch::NotFound => Err(refuse(Rejection::new(ProblemCode::RouteNotFound, "no resource of this API matches the path"))),
+        }
+    }
+
+    /// Whether the HTTP/1 lane may serve a planned request (the resource's compiled flag).
+    pub fn lane_serves(&self, plan: &Plan) -> bool {
+        match plan.resource {
+            Some(r) => self.api(plan.api).and_then(|a| a.resource(r)).is_some_and(|r| r.lane),
+            None => true,
         }
     }
 

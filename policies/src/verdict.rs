@@ -44,8 +44,14 @@ pub enum ProblemCode {
     UpstreamTimeout,
     /// The upstream broke the exchange (reset, malformed response).
     UpstreamError,
-    /// The client sent something Pingora could not read.
+    /// The client sent something that could not be read as HTTP.
     BadRequest,
+    /// The request body is larger than `server.max_request_body` (413).
+    BodyTooLarge,
+    /// The request head is larger than the gateway reads (431).
+    HeadTooLarge,
+    /// The client did not send its request head or body in time (408).
+    RequestTimeout,
     Internal,
 }
 
@@ -53,6 +59,9 @@ impl ProblemCode {
     pub const fn status(self) -> StatusCode {
         match self {
             Self::BadPath | Self::BadRequest => StatusCode::BAD_REQUEST,
+            Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::RouteNotFound | Self::ApiNotAvailable => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::ApiBlocked => StatusCode::SERVICE_UNAVAILABLE,
@@ -76,6 +85,9 @@ impl ProblemCode {
         match self {
             Self::BadPath => "request.bad_path",
             Self::BadRequest => "request.malformed",
+            Self::BodyTooLarge => "request.body_too_large",
+            Self::HeadTooLarge => "request.head_too_large",
+            Self::RequestTimeout => "request.timeout",
             Self::RouteNotFound => "route.not_found",
             Self::MethodNotAllowed => "route.method_not_allowed",
             Self::ApiNotAvailable => "lifecycle.not_available",
@@ -103,6 +115,9 @@ impl ProblemCode {
         match self {
             Self::BadPath => "Bad request path",
             Self::BadRequest => "Malformed request",
+            Self::BodyTooLarge => "Request body too large",
+            Self::HeadTooLarge => "Request head too large",
+            Self::RequestTimeout => "Request timed out",
             Self::RouteNotFound => "No route for this path",
             Self::MethodNotAllowed => "Method not allowed",
             Self::ApiNotAvailable => "No route for this path",
@@ -129,7 +144,7 @@ impl ProblemCode {
     /// The policy that produced it: the `policy` label of `gateway_policy_rejections_total`.
     pub const fn policy(self) -> &'static str {
         match self {
-            Self::BadPath | Self::BadRequest => "request",
+            Self::BadPath | Self::BadRequest | Self::BodyTooLarge | Self::HeadTooLarge | Self::RequestTimeout => "request",
             Self::RouteNotFound | Self::MethodNotAllowed => "route",
             Self::ApiNotAvailable | Self::ApiBlocked => "lifecycle",
             Self::CorsOriginNotAllowed | Self::CorsMethodNotAllowed | Self::CorsHeadersNotAllowed => "cors",
@@ -148,6 +163,9 @@ impl ProblemCode {
     pub const ALL: &'static [ProblemCode] = &[
         Self::BadPath,
         Self::BadRequest,
+        Self::BodyTooLarge,
+        Self::HeadTooLarge,
+        Self::RequestTimeout,
         Self::RouteNotFound,
         Self::MethodNotAllowed,
         Self::ApiNotAvailable,

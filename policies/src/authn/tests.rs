@@ -245,7 +245,7 @@ fn hs(c: serde_json::Value) -> String {
 
 fn check(s: &crate::Snapshot, path: &str, headers: &[(&str, &str)]) -> Result<Option<Principal>, Rejection> {
     let parts = request(path, headers);
-    let plan = s.plan(&parts, path).map_err(|r| r.rejection)?;
+    let plan = s.route(&parts, path).map_err(|r| r.rejection)?;
     s.authenticate(&parts, &plan, NOW).map(|step| match step {
         Some(AuthStep::Done(p)) => Some(p),
         Some(AuthStep::Introspect { .. }) => panic!("no introspection configured"),

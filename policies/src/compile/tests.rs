@@ -76,7 +76,7 @@ fn the_issue_example_is_accepted_as_written() {
 #[test]
 fn plan_routes_versions_defaults_and_mocks() {
     let s = snapshot(ISSUE_EXAMPLE);
-    let plan = |m: &str, p: &str| s.plan(&req(m, p), p);
+    let plan = |m: &str, p: &str| s.route(&req(m, p), p);
     let p = plan("GET", "/orders/v1/menu").unwrap();
     assert_eq!((p.api, p.resource, p.rest_start), (0, Some(0), 10));
     assert!(matches!(p.action, Action::Proxy));
@@ -102,9 +102,9 @@ fn preflight_is_answered_before_the_verb_check() {
     let mut r = req("OPTIONS", "/orders/v1/order/1");
     r.headers.insert("origin", "https://app.example".parse().unwrap());
     r.headers.insert("access-control-request-method", "PUT".parse().unwrap());
-    assert!(matches!(s.plan(&r, "/orders/v1/order/1").unwrap().action, Action::Preflight(_)));
+    assert!(matches!(s.route(&r, "/orders/v1/order/1").unwrap().action, Action::Preflight(_)));
     // A preflight for a path no resource serves is a plain 404.
-    assert_eq!(s.plan(&r, "/orders/v1/none").unwrap_err().rejection.code, ProblemCode::RouteNotFound);
+    assert_eq!(s.route(&r, "/orders/v1/none").unwrap_err().rejection.code, ProblemCode::RouteNotFound);
 }
 
 #[test]
@@ -168,7 +168,7 @@ apis:
   - { name: c, context: /c, version: v1, state: deprecated, resources: [{ path: /x, mock: { body: c } }] }
 "#,
     );
-    let code = |p: &str| s.plan(&req("GET", p), p).map(|_| ()).map_err(|e| e.rejection.code);
+    let code = |p: &str| s.route(&req("GET", p), p).map(|_| ()).map_err(|e| e.rejection.code);
     assert_eq!(code("/a/v1/x"), Err(ProblemCode::ApiBlocked));
     assert_eq!(code("/a/v1/anything"), Err(ProblemCode::ApiBlocked));
     assert_eq!(code("/b/v1/x"), Err(ProblemCode::ApiNotAvailable));
@@ -205,4 +205,50 @@ fn sizes_are_parsed_and_bounded() {
     assert_eq!(errs[0].path, "access_log.buffer_size");
     let parse_err = parse(b"access_log: { buffer_size: 64 }\n", Format::Yaml).unwrap_err();
     assert_eq!(parse_err[0].path, "access_log.buffer_size");
+}
+
+#[test]
+fn a_204_or_304_mock_cannot_have_a_body_and_limits_must_be_usable() {
+    let errs = errors(
+        r#"
+server: { client_header_timeout: 10ms, max_request_body: 0B }
+apis:
+  - name: a
+    context: /a
+    version: v1
+    resources:
+      - { path: /x, mock: { status: 204, body: "no" } }
+      - { path: /y, mock: { status: 304, body: "no" } }
+      - { path: /z, mock: { status: 204 } }
+"#,
+    );
+    let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["server.client_header_timeout", "server.max_request_body", "apis[0].resources[0].mock.body", "apis[0].resources[1].mock.body"]
+    );
+    assert!(errs[2].message.contains("a 204 response cannot have a body"), "{}", errs[2].message);
+}
+
+#[test]
+fn the_lane_flag_is_compiled_per_resource() {
+    let s = snapshot(
+        r#"
+apis:
+  - name: plain
+    context: /p
+    version: v1
+    endpoint: { targets: [{ url: "http://127.0.0.1:9" }] }
+    resources: [{ path: /x }]
+  - name: tls
+    context: /t
+    version: v1
+    endpoint: { targets: [{ url: "https://127.0.0.1:9" }] }
+    resources: [{ path: /x }, { path: /m, mock: { body: m } }]
+"#,
+    );
+    let lane = |api: &str, r: u32| s.api_by_name(api).and_then(|a| a.resource(r)).map(|r| r.lane);
+    assert_eq!(lane("plain", 0), Some(true));
+    assert_eq!(lane("tls", 0), Some(false));
+    assert_eq!(lane("tls", 1), Some(true));
 }

@@ -408,10 +408,23 @@ pub struct ServerSpec {
     /// How long a graceful stop (SIGTERM) waits for in-flight requests.
     #[serde(default = "default_grace")]
     pub graceful_shutdown_timeout: HumanDuration,
-    /// HTTP/1 requests without a body, to plain-HTTP targets, are exchanged by the gateway
-    /// over per-thread idle connections instead of Pingora's proxy loop and pool.
+    /// Plain HTTP/1.1 requests on plain-HTTP listeners are served by the gateway's own HTTP/1
+    /// lane (over per-thread idle upstream connections) instead of Pingora's proxy phases.
     #[serde(default = "yes")]
     pub upstream_fast_path: bool,
+    /// The largest request body accepted (nginx's `client_max_body_size`): a larger declared
+    /// `Content-Length` is answered 413 before any of the body is read, and a chunked body
+    /// that grows past it is cut off with 413.
+    #[serde(default = "default_max_request_body")]
+    pub max_request_body: ByteSize,
+    /// How long a client may take to send a request head (also the keep-alive idle timeout);
+    /// a partial head is then answered 408.
+    #[serde(default = "default_client_timeout")]
+    pub client_header_timeout: HumanDuration,
+    /// How long a client may pause while sending a request body; then 408 (or, once the
+    /// upstream is receiving it, the connection closes).
+    #[serde(default = "default_client_timeout")]
+    pub client_body_timeout: HumanDuration,
 }
 
 /// The same defaults whether `server:` is absent or present but partial.
@@ -423,8 +436,18 @@ impl Default for ServerSpec {
             upstream_keepalive_pool: default_keepalive_pool(),
             graceful_shutdown_timeout: default_grace(),
             upstream_fast_path: true,
+            max_request_body: default_max_request_body(),
+            client_header_timeout: default_client_timeout(),
+            client_body_timeout: default_client_timeout(),
         }
     }
+}
+
+fn default_max_request_body() -> ByteSize {
+    ByteSize(1024 * 1024)
+}
+fn default_client_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
 }
 
 fn default_keepalive_pool() -> usize {

@@ -10,7 +10,9 @@
 //! - Repeated slashes collapse; `.` and `..` segments are removed (`..` stops at the root).
 //! - Refused outright: an encoded slash or backslash (`%2F`, `%5C`), because upstreams disagree
 //!   on whether it separates segments; a raw backslash (some servers treat it as `/`); an
-//!   encoded NUL; a malformed escape.
+//!   encoded NUL; a malformed escape; a dot-segment with parameters (`..;x`, `.;`), which
+//!   servlet containers and others resolve as `..` after a gateway matched it as a name
+//!   (`/public/..;/admin` reaching `/admin`).
 
 use std::borrow::Cow;
 
@@ -26,6 +28,13 @@ pub enum NormalizeError {
     Nul,
     #[error("the path contains a malformed percent-escape")]
     BadEscape,
+    #[error("the path contains a dot-segment with parameters (such as `..;`)")]
+    DotSegmentParams,
+}
+
+/// Whether `seg` is `.` or `..` followed by `;` parameters.
+fn dot_with_params(seg: &[u8]) -> bool {
+    seg.starts_with(b".;") || seg.starts_with(b"..;")
 }
 
 /// Normalises `path` (without the query). Borrows when the path is already normal, which is
@@ -54,6 +63,9 @@ fn is_normal(bytes: &[u8]) -> Result<bool, NormalizeError> {
                 // An empty segment is only fine at the very end ("/a/" keeps its slash).
                 if (seg.is_empty() && b.is_some()) || seg == b"." || seg == b".." {
                     return Ok(false);
+                }
+                if dot_with_params(seg) {
+                    return Err(NormalizeError::DotSegmentParams);
                 }
                 seg_start = i + 1;
             }
@@ -114,6 +126,9 @@ fn slow(bytes: &[u8]) -> Result<String, NormalizeError> {
     let mut segments: Vec<&[u8]> = Vec::new();
     let mut trailing_slash = false;
     for seg in decoded.split(|&b| b == b'/').skip(1) {
+        if dot_with_params(seg) {
+            return Err(NormalizeError::DotSegmentParams);
+        }
         trailing_slash = false;
         match seg {
             b"" => trailing_slash = true,
@@ -169,6 +184,16 @@ mod tests {
         assert_eq!(n("/orders/v1/menu/%2E%2e/admin").unwrap(), "/orders/v1/admin");
         assert_eq!(n("/orders/v1/menu/.%2e/admin").unwrap(), "/orders/v1/admin");
         assert_eq!(n("/%6Frders").unwrap(), "/orders");
+    }
+
+    #[test]
+    fn dot_segments_with_parameters_are_refused() {
+        for p in ["/orders/v1/public/..;/admin/users", "/a/.;x/b", "/a/..;", "/a/%2e%2e;x/b", "/a/%2E;/b"] {
+            assert_eq!(n(p), Err(NormalizeError::DotSegmentParams), "{p}");
+        }
+        // Parameters on an ordinary segment, and dots inside names, are fine.
+        assert_eq!(n("/a/b;v=1/c").unwrap(), "/a/b;v=1/c");
+        assert_eq!(n("/a/...;x/c").unwrap(), "/a/...;x/c");
     }
 
     #[test]

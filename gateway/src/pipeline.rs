@@ -1,20 +1,24 @@
-//! What the gateway does with a request, decided once from its head, for both ways a request
-//! can come in: Pingora's proxy phases (`proxy.rs`) and the HTTP/1 fast lane (`lane.rs`).
-//! Each caller then carries the decision out with its own writer, so the two cannot drift:
+//! The request pipeline as both exchanges run it: the HTTP/1 lane (`lane/`) and Pingora's
+//! proxy phases (`proxy.rs`). The chain itself (its order, its pure `plan`) is
+//! `policies::chain`; this module adds what needs the gateway's services, so the two
+//! exchanges cannot drift:
 //!
-//! - [`admit`]: normalise → route → lifecycle → CORS → verb → authentication and authorization;
+//! - [`decide`]: the chain's `plan`, then [`commit`] (the asynchronous step, exactly once per
+//!   request, on the exchange that serves it);
 //! - [`upstream_edits`]: what changes between the client's request head and the upstream's
 //!   (path rewrite, `Host`, `X-Forwarded-*`, `X-Request-Id`, credentials stripped, backend JWT);
 //! - [`response_edits`]: the headers the gateway sets on a proxied response.
 
 use crate::ctx::RequestCtx;
+use crate::proxy::Gateway;
 use http::header::{self, HeaderName, HeaderValue};
-use policies::authn::{AuthStep, Principal};
+use policies::authn::bearer_token;
+use policies::authn::introspect::IntrospectionResult;
+use policies::chain::{self, Admitted, Pending, Planned, Step};
 use policies::cors::CorsHeaders;
-use policies::route::normalize;
-use policies::snapshot::{Action, Plan};
-use policies::{ProblemCode, Rejection, RequestHead};
-use std::borrow::Cow;
+use policies::metrics::DECISIONS;
+use policies::snapshot::Refusal;
+use policies::{Rejection, RequestHead};
 use std::net::IpAddr;
 
 /// Hop-by-hop fields (RFC 9110 §7.6.1, and the usual unofficial ones): never forwarded, in
@@ -38,81 +42,81 @@ pub fn is_hop_by_hop(name: &[u8]) -> bool {
 }
 
 /// The decision on a request.
-pub enum Admission {
-    /// Proxy it: `ctx.plan` and `ctx.principal` are set.
+pub enum Decision {
+    /// Proxy it: `ctx.admitted` holds the plan and the principal.
     Proxy,
+    /// The resource's mock answers (`ctx.admitted` is set).
+    Mock,
     /// Answer with a problem (counted and logged by whoever writes it).
     Reject(Rejection),
     /// A CORS preflight, answered 204 with these headers.
     Preflight(CorsHeaders),
-    /// The resource's mock answers.
-    Mock,
-    /// The bearer token must be introspected first (the one asynchronous step): call the
-    /// introspector, then [`after_introspection`].
-    Introspect { plan: Plan, introspector: u32 },
+    /// Only on the lane: Pingora serves this request; nothing was decided or spent.
+    HandOff,
 }
 
 /// Seconds since the Unix epoch: the clock of token expiry checks.
 pub use policies::state::unix_now;
 
-/// Decides what to do with a request whose target path is `raw_path`. Fills `ctx.api`,
-/// `ctx.resource` and, for a refused credential, `ctx.refused_application`.
-pub fn admit(ctx: &mut RequestCtx, req: &dyn RequestHead, raw_path: &str) -> Admission {
-    let path = match normalize(raw_path) {
-        Ok(p) => p,
-        Err(e) => return Admission::Reject(Rejection::new(ProblemCode::BadPath, e.to_string())),
-    };
-    let plan = match ctx.snapshot.plan(req, &path) {
-        Ok(plan) => plan,
-        Err(refusal) => {
-            ctx.api = refusal.api;
-            return Admission::Reject(refusal.rejection);
+/// Decides a request whose target path is `raw_path`: the chain's `plan`, then [`commit`].
+/// Records the API and resource in `ctx` (for the log and the replies) and, for an admitted
+/// request, the [`Admitted`] value.
+pub async fn decide(gw: &Gateway, ctx: &mut RequestCtx, req: &(dyn RequestHead + Sync), raw_path: &str) -> Decision {
+    let exchange = ctx.exchange;
+    match chain::plan(&ctx.snapshot, req, raw_path, exchange, unix_now()) {
+        Planned::HandOff => Decision::HandOff,
+        Planned::Preflight { api, headers } => {
+            ctx.api = Some(api);
+            DECISIONS.get(exchange).inc();
+            Decision::Preflight(headers)
+        }
+        Planned::Refuse(refusal) => {
+            DECISIONS.get(exchange).inc();
+            refuse(ctx, refusal)
+        }
+        Planned::Commit(pending) => {
+            ctx.api = Some(pending.admitted.plan.api);
+            ctx.resource = pending.admitted.plan.resource;
+            match commit(gw, ctx, req, pending).await {
+                Ok(admitted) => {
+                    let mock = admitted.is_mock();
+                    ctx.admitted = Some(admitted);
+                    if mock {
+                        Decision::Mock
+                    } else {
+                        Decision::Proxy
+                    }
+                }
+                Err(refusal) => refuse(ctx, refusal),
+            }
+        }
+    }
+}
+
+/// The chain's last step, run exactly once per admitted request by the exchange that serves
+/// it: the asynchronous step the plan asked for (token introspection, single-flight per
+/// token), then `chain::complete`.
+pub async fn commit(gw: &Gateway, ctx: &RequestCtx, req: &(dyn RequestHead + Sync), pending: Pending) -> Result<Admitted, Refusal> {
+    DECISIONS.get(ctx.exchange).inc();
+    let introspection = match pending.step {
+        None => None,
+        Some(Step::Introspect { introspector }) => {
+            let token = bearer_token(req).unwrap_or("");
+            Some(match ctx.snapshot.introspectors.get(introspector as usize) {
+                // Boxed: the call's future is large and rare; unboxed it would grow every
+                // request's future.
+                Some(intro) => Box::pin(gw.introspection.introspect(intro, token, unix_now())).await,
+                None => IntrospectionResult::Unavailable("introspector missing".into()),
+            })
         }
     };
-    ctx.api = Some(plan.api);
-    ctx.resource = plan.resource;
-    if let Cow::Owned(p) = path {
-        ctx.normalized_path = Some(p);
-    }
-    if matches!(plan.action, Action::Preflight(_)) {
-        return carry_out(ctx, plan, None);
-    }
-    match ctx.snapshot.authenticate(req, &plan, unix_now()) {
-        Ok(None) => carry_out(ctx, plan, None),
-        Ok(Some(AuthStep::Done(p))) => carry_out(ctx, plan, Some(p)),
-        Ok(Some(AuthStep::Introspect { introspector })) => Admission::Introspect { plan, introspector },
-        Err(rejection) => refuse(ctx, rejection),
-    }
+    chain::complete(&ctx.snapshot, req, pending, introspection.as_ref())
 }
 
-/// Finishes [`Admission::Introspect`] once the introspector has answered.
-pub fn after_introspection(
-    ctx: &mut RequestCtx,
-    req: &dyn RequestHead,
-    plan: Plan,
-    result: &policies::authn::introspect::IntrospectionResult,
-) -> Admission {
-    match ctx.snapshot.complete_introspection(req, &plan, result) {
-        Ok(principal) => carry_out(ctx, plan, principal),
-        Err(rejection) => refuse(ctx, rejection),
-    }
-}
-
-fn refuse(ctx: &mut RequestCtx, rejection: Rejection) -> Admission {
-    ctx.refused_application = rejection.application;
-    Admission::Reject(rejection)
-}
-
-fn carry_out(ctx: &mut RequestCtx, mut plan: Plan, principal: Option<Principal>) -> Admission {
-    ctx.principal = principal;
-    match std::mem::replace(&mut plan.action, Action::Proxy) {
-        Action::Proxy => {
-            ctx.plan = Some(plan);
-            Admission::Proxy
-        }
-        Action::Preflight(headers) => Admission::Preflight(headers),
-        Action::Mock => Admission::Mock,
-    }
+fn refuse(ctx: &mut RequestCtx, refusal: Refusal) -> Decision {
+    ctx.api = refusal.api.or(ctx.api);
+    ctx.refused_application = refusal.rejection.application;
+    Decision::Reject(refusal.rejection)
 }
 
 /// What the upstream request head changes against the client's.
@@ -159,32 +163,31 @@ impl UpstreamEdits<'_> {
     }
 }
 
-/// The upstream edits for a request being proxied (`ctx.plan` and `ctx.target` set).
+/// The upstream edits for a request being proxied (`ctx.admitted` and `ctx.target` set).
 /// `path` and `query` are the client's; `authority`: the request target's authority (an
-/// absolute-form request), used as the client's host when it sent no `Host`; `tls`: whether
-/// the client came over TLS.
+/// absolute-form request), used as the client's host when it sent no `Host`. The client's
+/// address and whether it came over TLS come from the request view.
 pub fn upstream_edits<'r>(
     ctx: &'r RequestCtx,
     req: &'r dyn RequestHead,
     path: &str,
     query: Option<&str>,
     authority: Option<&'r [u8]>,
-    client_ip: Option<IpAddr>,
-    tls: bool,
 ) -> Result<UpstreamEdits<'r>, &'static str> {
-    let (Some(api), Some(plan), Some(target)) = (ctx.api(), ctx.plan.as_ref(), ctx.target()) else {
+    let (Some(api), Some(admitted), Some(target)) = (ctx.api(), ctx.admitted.as_ref(), ctx.target()) else {
         return Err("the request has no planned target");
     };
+    let plan = &admitted.plan;
     let auth = api.auth.as_ref().filter(|a| !a.forward_credentials);
 
     // Path: the normalised one, minus context and version, under the target's base path. An
     // API key sent as a query parameter is removed before forwarding (unless the API forwards
     // credentials), like the Authorization header.
-    let full = ctx.normalized_path.as_deref().unwrap_or(path);
+    let full = admitted.normalized_path.as_deref().unwrap_or(path);
     let rest = if api.strip_context { full.get(plan.rest_start..).unwrap_or("") } else { full };
     let strip_query_key = auth.and_then(|a| a.api_key_query.as_deref());
     let query_has_key = strip_query_key.is_some_and(|k| query.is_some_and(|q| q.split('&').any(|p| p.split('=').next() == Some(k))));
-    let rewritten = ctx.normalized_path.is_some() || api.strip_context || !target.base_path.is_empty() || query_has_key;
+    let rewritten = admitted.normalized_path.is_some() || api.strip_context || !target.base_path.is_empty() || query_has_key;
     let target_path = rewritten.then(|| {
         let mut p = String::with_capacity(target.base_path.len() + rest.len() + 1 + query.map_or(0, |q| q.len() + 1));
         p.push_str(&target.base_path);
@@ -216,7 +219,7 @@ pub fn upstream_edits<'r>(
     if let Some(bj) = &ctx.snapshot.backend_jwt {
         // Only the gateway may set this header: a client's copy never reaches a backend.
         remove[2] = Some(bj.header.as_str());
-        if let (Some(p), true) = (&ctx.principal, api.auth.as_ref().is_some_and(|a| a.backend_jwt)) {
+        if let (Some(p), true) = (&admitted.principal, api.auth.as_ref().is_some_and(|a| a.backend_jwt)) {
             let app = p.application.and_then(|i| ctx.snapshot.applications.apps.get(i as usize)).map(|a| &a.id);
             if let Some(v) = bj.assertion(&api.name, app, p, unix_now()) {
                 backend_jwt = Some((bj.header.clone(), v));
@@ -228,8 +231,8 @@ pub fn upstream_edits<'r>(
         host,
         forwarded_host: original_host,
         forwarded_for_prev: req.header("x-forwarded-for"),
-        client_ip,
-        proto: if tls { "https" } else { "http" },
+        client_ip: req.client_addr(),
+        proto: if req.is_tls() { "https" } else { "http" },
         remove,
         backend_jwt,
     })

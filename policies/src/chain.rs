@@ -1,0 +1,158 @@
+//! The request chain: the one list of policies every request passes, in order, whichever
+//! exchange serves it (the gateway's HTTP/1 lane or Pingora's proxy phases).
+//!
+//! A request is decided in two steps:
+//!
+//! - [`plan`] is pure and idempotent: it reads the request head, the snapshot and the caches
+//!   and never spends anything (no quota, no network). Running it twice gives the same answer.
+//! - `commit` (in the gateway, `pipeline.rs`) runs exactly once per request, on the exchange
+//!   that serves it: the asynchronous step [`plan`] asked for (token introspection today;
+//!   throttle reservations and Redis next), then [`complete`].
+//!
+//! The order, one list (DESIGN.md §2):
+//!
+//! | # | step | answer when it refuses |
+//! |---|---|---|
+//! | 1 | normalise the path (`route::normalize`) | 400 `request.bad_path` |
+//! | 2 | route: context, version (`route::RouteTable`) | 404 |
+//! | 3 | lifecycle state (`lifecycle`) | 404 / 503 |
+//! | 4 | CORS preflight (`cors`): answered here | 403 |
+//! | 5 | resource and verb (`route::ResourceTable`) | 404 / 405 with `Allow` |
+//! | 6 | which exchange may serve it (`Resource::lane`, compiled): the lane hands off here | — |
+//! | 7 | authentication and authorization from the caches (`authn`) | 401 / 403 |
+//! | 8 | commit: the asynchronous step (introspection), then [`complete`] | 401 / 403 / 503 |
+//!
+//! The lane stops at step 6 for a resource it may not serve, before authentication, so a
+//! request it hands to Pingora is authenticated (and, later, throttled) once, by Pingora.
+
+use crate::authn::introspect::IntrospectionResult;
+use crate::authn::{AuthStep, Principal};
+use crate::cors::CorsHeaders;
+use crate::route::normalize;
+use crate::snapshot::{Action, Plan, Refusal, Snapshot};
+use crate::verdict::{ProblemCode, Rejection};
+use crate::RequestHead;
+use std::borrow::Cow;
+
+/// Which exchange asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exchange {
+    /// The gateway's own HTTP/1 loop (plain-HTTP listeners).
+    Lane = 0,
+    /// Pingora's proxy phases (TLS, HTTP/2, upgrades, chunked bodies, and what the lane hands off).
+    Pingora = 1,
+}
+
+impl Exchange {
+    /// The label value of `gateway_exchange_requests_total` and the access log's `exchange`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Exchange::Lane => "lane",
+            Exchange::Pingora => "pingora",
+        }
+    }
+}
+
+/// What [`plan`] decided.
+#[derive(Debug)]
+pub enum Planned {
+    /// Every step the head and the caches can decide passed: commit finishes it.
+    Commit(Pending),
+    /// A CORS preflight, answered 204 with these headers.
+    Preflight { api: u32, headers: CorsHeaders },
+    /// Refused: answered with a problem.
+    Refuse(Refusal),
+    /// Only for [`Exchange::Lane`]: the resource is not the lane's to serve; hand the request to
+    /// Pingora untouched (nothing was spent).
+    HandOff,
+}
+
+/// A request that passed [`plan`], waiting for commit.
+#[derive(Debug)]
+pub struct Pending {
+    pub admitted: Admitted,
+    /// The asynchronous step commit runs before [`complete`]; `None`: nothing to wait for.
+    pub step: Option<Step>,
+}
+
+/// The asynchronous steps commit may have to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Ask this introspector about the request's bearer token (RFC 7662).
+    Introspect { introspector: u32 },
+}
+
+/// An admitted request: what it is to be served by, and who is calling. Carried as a value
+/// from the decision to the exchange that serves it.
+#[derive(Debug)]
+pub struct Admitted {
+    pub plan: Plan,
+    /// The normalised path, when it differs from the request's.
+    pub normalized_path: Option<String>,
+    /// Who is calling, when the resource required a credential.
+    pub principal: Option<Principal>,
+}
+
+impl Admitted {
+    /// Whether the resource's mock answers (otherwise: proxy to the API's endpoint).
+    pub fn is_mock(&self) -> bool {
+        matches!(self.plan.action, Action::Mock)
+    }
+}
+
+/// Steps 1–7 of the chain. `raw_path` is the request target's path; `now_unix` the clock of
+/// token expiry checks.
+pub fn plan(snapshot: &Snapshot, req: &dyn RequestHead, raw_path: &str, exchange: Exchange, now_unix: u64) -> Planned {
+    let path = match normalize(raw_path) {
+        Ok(p) => p,
+        Err(e) => return Planned::Refuse(Refusal { api: None, rejection: Rejection::new(ProblemCode::BadPath, e.to_string()) }),
+    };
+    let plan = match snapshot.route(req, &path) {
+        Ok(plan) => plan,
+        Err(refusal) => return Planned::Refuse(refusal),
+    };
+    let api = plan.api;
+    let plan = match plan.action {
+        Action::Preflight(headers) => return Planned::Preflight { api, headers },
+        _ => plan,
+    };
+    if exchange == Exchange::Lane && !snapshot.lane_serves(&plan) {
+        return Planned::HandOff;
+    }
+    let normalized_path = match path {
+        Cow::Owned(p) => Some(p),
+        Cow::Borrowed(_) => None,
+    };
+    let (principal, step) = match snapshot.authenticate(req, &plan, now_unix) {
+        Ok(None) => (None, None),
+        Ok(Some(AuthStep::Done(p))) => (Some(p), None),
+        Ok(Some(AuthStep::Introspect { introspector })) => (None, Some(Step::Introspect { introspector })),
+        Err(rejection) => return Planned::Refuse(Refusal { api: Some(api), rejection }),
+    };
+    Planned::Commit(Pending { admitted: Admitted { plan, normalized_path, principal }, step })
+}
+
+/// Step 8's end: finishes a pending request once its asynchronous step (if any) answered.
+/// `introspection` is the introspector's answer for [`Step::Introspect`].
+pub fn complete(
+    snapshot: &Snapshot,
+    req: &dyn RequestHead,
+    pending: Pending,
+    introspection: Option<&IntrospectionResult>,
+) -> Result<Admitted, Refusal> {
+    let Pending { mut admitted, step } = pending;
+    let api = Some(admitted.plan.api);
+    match (step, introspection) {
+        (None, _) => Ok(admitted),
+        (Some(Step::Introspect { .. }), Some(result)) => match snapshot.complete_introspection(req, &admitted.plan, result) {
+            Ok(principal) => {
+                admitted.principal = principal;
+                Ok(admitted)
+            }
+            Err(rejection) => Err(Refusal { api, rejection }),
+        },
+        (Some(Step::Introspect { .. }), None) => {
+            Err(Refusal { api, rejection: Rejection::new(ProblemCode::Internal, "introspection did not run") })
+        }
+    }
+}
