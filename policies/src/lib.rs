@@ -10,11 +10,36 @@
 //!  bytes ──parse──► GatewaySpec ──compile──► Snapshot ──(ArcSwap in control-api)──► requests
 //!                   (serde, field paths)     (route table, lifecycle, CORS, upstream groups)
 //!
-//!  per request, in `request_filter`:  normalise path ─► route ─► lifecycle ─► CORS ─► (mock | upstream)
+//!  per request, on either exchange:  chain::plan (normalise ─► route ─► lifecycle ─► CORS ─►
+//!  verb ─► lane flag ─► authentication from caches), then the gateway's commit (async, once)
 //! ```
+//!
+//! The order of the policies is one list in one place: [`chain`].
 //!
 //! State that must outlive a snapshot (upstream health today; counters and caches later) lives
 //! in [`state::Durable`], keyed by a stable name, so a reload keeps it.
+//!
+//! ## Layout
+//!
+//! Each policy is a folder holding its part of the config schema (`spec.rs`: serde types,
+//! re-exported by [`config`] so `config::Xxx` names all of them), its compile step
+//! (`compile.rs`: spec → compiled form, errors with their field paths) and its evaluation
+//! (`mod.rs`, on the request path):
+//!
+//! | module | `spec.rs` | `compile.rs` | evaluation |
+//! |---|---|---|---|
+//! | [`authn`] | `key_managers`, `applications`, `backend_jwt`, `auth` | keys, JWKS files, introspection, applications, an API's auth | credential → [`authn::Principal`]; `jwt`, `jwks`, `introspect`, `keys`, `backend_jwt` |
+//! | [`lifecycle`] | `state`, `deprecation` | deprecation headers | serve or refuse |
+//! | [`cors`] | `cors` | origins, methods, header values | preflight answers, response headers |
+//! | [`upstream`] | `endpoint` | targets resolved, CA files read, health checks | target selection |
+//! | [`mock`] | `mock` | status, headers and body encoded | (sent as is by the gateway) |
+//! | [`route`] | none: a resource's `path` and `methods` are fields of [`config::ResourceSpec`] | context, version, methods | normalisation, route table, resource match |
+//!
+//! The rest: [`config`] is the document root (the document, APIs, resources, process
+//! settings) and its parser; [`compile()`] walks the document and calls each policy's compile
+//! step; [`snapshot`] is the compiled form; [`chain`] is the request chain (the ordered
+//! policy list, its pure `plan` and the values it decides); [`verdict`], [`error`],
+//! [`request`], [`metrics`] and [`state`] are shared by all of them.
 
 pub mod authn;
 pub mod chain;

@@ -15,19 +15,25 @@
 //! the resource's auth type (403), its scopes (403 `insufficient_scope`, RFC 6750 §3.1).
 //! A missing credential is 401 with `WWW-Authenticate: Bearer realm=...` and no error code;
 //! a bad one 401 `error="invalid_token"`.
+//!
+//! `spec.rs` is the schema of `key_managers:`, `applications:`, `backend_jwt:` and `auth:`;
+//! `compile.rs` turns it into the types below (reading keys, JWKS files and secrets at reload
+//! time); this file and its sub-modules answer requests.
 
 pub mod backend_jwt;
+pub(crate) mod compile;
 pub mod introspect;
 pub mod jwks;
 pub mod jwt;
 pub mod keys;
+pub(crate) mod spec;
 
-use crate::config::AuthType;
 use crate::request::RequestHead;
 use crate::verdict::{ProblemCode, Rejection};
 use http::header::{self, HeaderName, HeaderValue};
 use jwt::{JwtError, JwtVerifier, VerifiedClaims};
 use sha2::{Digest, Sha256};
+use spec::AuthType;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use subtle::ConstantTimeEq;

@@ -1,5 +1,9 @@
 //! Routing: path normalisation, the context/version table and per-API resource matchers.
+//!
+//! `compile.rs` checks the routing fields of the spec (an API's context and version, a
+//! resource's methods); the tables are in `table.rs`.
 
+pub(crate) mod compile;
 pub mod normalize;
 pub mod table;
 

@@ -6,10 +6,16 @@
 //! unhealthy the group goes into *panic mode* and uses them anyway, in schedule order: a
 //! health checker that wrongly marks everything down must not turn into a full outage
 //! (Envoy's panic threshold does the same).
+//!
+//! `spec.rs` is the `endpoint:` schema, `compile.rs` resolves and checks it at reload time, and
+//! this file selects targets per request.
 
-use crate::config::Strategy;
+pub(crate) mod compile;
+pub(crate) mod spec;
+
 use crate::state::TargetHealth;
 use http::HeaderValue;
+use spec::Strategy;
 use std::any::Any;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

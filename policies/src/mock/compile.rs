@@ -1,16 +1,11 @@
-//! Canned responses for resources of prototyped APIs (or any resource with `mock:`).
-//! Header names, values and the body are checked and encoded once, at compile time.
+//! Mock spec → [`Mock`]: the status, header names and values are checked, and the body
+//! encoded, once.
 
-use crate::config::MockSpec;
+use super::spec::MockSpec;
+use super::Mock;
+use crate::error::Errors;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, StatusCode};
-
-#[derive(Debug, Clone)]
-pub struct Mock {
-    pub status: StatusCode,
-    pub headers: Vec<(HeaderName, HeaderValue)>,
-    pub body: Bytes,
-}
 
 impl Mock {
     /// Errors are `(field, message)` relative to the `mock` key.
@@ -46,6 +41,19 @@ impl Mock {
         match (status, errors.is_empty()) {
             (Some(status), true) => Ok(Mock { status, headers, body: Bytes::from(spec.body.clone()) }),
             _ => Err(errors),
+        }
+    }
+}
+
+/// A resource's `mock:` (at `rpath`, the resource's field path).
+pub(crate) fn compile_mock(m: &MockSpec, rpath: &str, errors: &mut Errors) -> Option<Mock> {
+    match Mock::compile(m) {
+        Ok(m) => Some(m),
+        Err(errs) => {
+            for (f, msg) in errs {
+                errors.push(format!("{rpath}.mock.{f}"), msg);
+            }
+            None
         }
     }
 }
