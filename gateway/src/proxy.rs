@@ -142,8 +142,7 @@ impl RequestHead for PingoraHead<'_> {
 fn declared_length(req: &Parts) -> Result<Option<u64>, ()> {
     let mut length = None;
     for v in req.headers.get_all(header::CONTENT_LENGTH) {
-        let n = std::str::from_utf8(v.as_bytes()).ok().filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()));
-        match (n.and_then(|v| v.parse::<u64>().ok()), length) {
+        match (policies::request::parse_content_length(v.as_bytes()), length) {
             (Some(n), None) => length = Some(n),
             (Some(n), Some(m)) if n == m => {}
             _ => return Err(()),

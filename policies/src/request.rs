@@ -72,6 +72,15 @@ pub fn visit_header_map(headers: &http::HeaderMap, f: &mut FieldVisitor<'_>) -> 
     ControlFlow::Continue(())
 }
 
+/// A `Content-Length` value (RFC 9110 §8.6): one or more digits, nothing else (no sign, no
+/// spaces, no list). `None`: malformed. Used for requests and responses on both exchanges.
+pub fn parse_content_length(value: &[u8]) -> Option<u64> {
+    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(value).ok()?.parse().ok()
+}
+
 /// Why a request's `Host` is refused (RFC 9112 §3.2: an HTTP/1.1 request has exactly one, and
 /// RFC 9110 §7.2: it is `uri-host [ ":" port ]`). `None`: it is fine.
 pub fn host_problem(value: &[u8]) -> Option<&'static str> {

@@ -89,11 +89,7 @@ pub(super) fn parse_up_head(buf: &[u8], h: &mut UpHead, head_request: bool) -> R
         h.fields.push((Span::of(buf, f.name.as_bytes()), Span::of(buf, f.value)));
         let name = f.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
-            let n = std::str::from_utf8(f.value)
-                .ok()
-                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|v| v.parse::<u64>().ok());
-            match (n, length) {
+            match (policies::request::parse_content_length(f.value), length) {
                 (Some(n), None) => length = Some(n),
                 (Some(n), Some(m)) if n == m => {}
                 _ => return Err(bad_response("the upstream sent an invalid Content-Length")),

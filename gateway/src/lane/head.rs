@@ -195,8 +195,7 @@ pub(super) fn parse_head(buf: &[u8], head: &mut Head, max_body: u64) -> Parsed {
         head.fields.push((Span::of(buf, h.name.as_bytes()), Span::of(buf, h.value)));
         let name = h.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
-            let n = std::str::from_utf8(h.value).ok().filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()));
-            match (n.and_then(|v| v.parse::<u64>().ok()), head.length) {
+            match (policies::request::parse_content_length(h.value), head.length) {
                 (Some(n), None) => head.length = Some(n),
                 (Some(n), Some(m)) if n == m => {}
                 _ => {
