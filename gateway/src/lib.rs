@@ -32,5 +32,6 @@ pub mod proxy;
 pub mod request_id;
 pub mod respond;
 pub mod server;
+pub mod sweeper;
 pub mod ticker;
 pub mod upstream;

@@ -110,7 +110,10 @@ pub async fn commit(gw: &Gateway, ctx: &RequestCtx, req: &(dyn RequestHead + Syn
             })
         }
     };
-    chain::complete(&ctx.snapshot, req, pending, introspection.as_ref())
+    let mut admitted = chain::complete(&ctx.snapshot, req, pending, introspection.as_ref())?;
+    // The throttle reservation: in-process now, one Redis round trip (an await here) later.
+    chain::reserve(&ctx.snapshot, req, &mut admitted, policies::state::now_ms())?;
+    Ok(admitted)
 }
 
 fn refuse(ctx: &mut RequestCtx, refusal: Refusal) -> Decision {
@@ -260,6 +263,13 @@ pub fn response_edits(ctx: &RequestCtx, req: &dyn RequestHead, mut f: impl FnMut
     if let Some(cors) = &api.cors {
         for (name, value) in cors.response_headers(req) {
             f(&name, &value, if name == header::VARY { Combine::Append } else { Combine::Insert });
+        }
+    }
+    // The remaining quota of the tightest limit the request was counted in.
+    if let Some(q) = ctx.admitted.as_ref().and_then(|a| a.quota.as_ref()) {
+        let legacy = ctx.snapshot.throttling.legacy_headers;
+        for (name, value) in policies::throttle::rate_limit_fields(&q.policy, q.window_ms, &q.standing, legacy) {
+            f(&name, &value, Combine::Insert);
         }
     }
 }

@@ -158,10 +158,9 @@ fn syntax_problem(session: &Session, limits: &RequestLimits) -> Option<Rejection
     if !session.is_http2() && req.version == http::Version::HTTP_11 {
         let mut hosts = req.headers.get_all(header::HOST).iter();
         let why = match (hosts.next(), hosts.next()) {
-            (None, _) if req.uri.authority().is_none() => Some("an HTTP/1.1 request needs a Host field"),
-            (None, _) => None,
-            (Some(_), Some(_)) => Some("the request has more than one Host field"),
             (Some(h), None) => policies::request::host_problem(h.as_bytes()),
+            (None, _) => Some(policies::request::host_count_problem(0)),
+            (Some(_), Some(_)) => Some(policies::request::host_count_problem(2)),
         };
         if let Some(why) = why {
             return Some(Rejection::new(ProblemCode::BadRequest, why));
@@ -192,7 +191,15 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.request_id = crate::request_id::for_request(session.req_header().headers.get(&X_REQUEST_ID).map(HeaderValue::as_bytes));
         session.set_read_timeout(Some(self.limits.body_timeout));
+        // Pingora's own HTTP/1 sessions serve pipelined requests in order, as the lane does.
+        // (Not on sessions the lane handed over: it takes back only the stream, so bytes
+        // Pingora read ahead would be lost; with pipelining off Pingora closes instead.)
+        if self.lane.is_none() || session.digest().is_some_and(|d| d.ssl_digest.is_some()) {
+            session.as_downstream_mut().set_pipelining_enabled(true);
+        }
         if let Some(rejection) = syntax_problem(session, &self.limits) {
+            // A request this malformed ends its connection, on both exchanges.
+            session.set_keepalive(None);
             respond::reject(session, ctx, rejection).await?;
             return Ok(true);
         }
@@ -346,8 +353,19 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
-    async fn upstream_response_filter(&self, _session: &mut Session, _resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+    async fn upstream_response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
         ctx.upstream_answered();
+        // The framing the lane refuses (RFC 9112 §6.3) is refused here too: a transfer coding
+        // other than chunked is an upstream error; equal repeated Content-Length fields are
+        // forwarded once (Pingora itself refuses unequal ones).
+        if resp.headers.get_all(header::TRANSFER_ENCODING).iter().any(|v| !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked")) {
+            return Err(Error::explain(ErrorType::InvalidHTTPHeader, "the upstream used a transfer coding other than chunked").into_up());
+        }
+        let mut lengths = resp.headers.get_all(header::CONTENT_LENGTH).iter();
+        if let (Some(first), Some(_)) = (lengths.next(), lengths.next()) {
+            let first = first.clone();
+            resp.insert_header(header::CONTENT_LENGTH, first)?;
+        }
         Ok(())
     }
 
@@ -378,7 +396,9 @@ impl ProxyHttp for Gateway {
         };
         let status = code.status().as_u16();
         // Answer only if nothing was sent yet; otherwise the response is already on its way.
+        // The connection closes after it, as the lane's does.
         if session.response_written().is_none() {
+            session.set_keepalive(None);
             if let Err(write_err) = respond::reject(session, ctx, Rejection::new(code, detail)).await {
                 tracing::debug!(error = %write_err, "could not send error response");
             }

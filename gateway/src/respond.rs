@@ -28,10 +28,20 @@ struct ProblemBody<'a> {
     detail: &'a str,
     code: &'a str,
     request_id: &'a str,
+    /// A throttled request: the level and the tier (or `condition`) that refused it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    level: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tier: Option<&'a str>,
 }
 
 /// The problem+json body for a rejection.
 pub fn problem_body(code: ProblemCode, detail: &str, request_id: &HeaderValue) -> Bytes {
+    problem_body_with(code, detail, request_id, None)
+}
+
+/// [`problem_body`] with a throttled request's level and tier.
+pub fn problem_body_with(code: ProblemCode, detail: &str, request_id: &HeaderValue, throttle: Option<(&str, &str)>) -> Bytes {
     let type_ = format!("urn:gateway:problem:{}", code.as_str());
     let body = ProblemBody {
         type_: &type_,
@@ -40,6 +50,8 @@ pub fn problem_body(code: ProblemCode, detail: &str, request_id: &HeaderValue) -
         detail,
         code: code.as_str(),
         request_id: request_id.to_str().unwrap_or(""),
+        level: throttle.map(|t| t.0),
+        tier: throttle.map(|t| t.1),
     };
     Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
 }
@@ -58,7 +70,7 @@ pub fn rejection_reply(ctx: &mut RequestCtx, req: &dyn RequestHead, rejection: R
     let code = rejection.code;
     ctx.problem = Some(code);
     FAMILIES.rejections.with_label_values(&[code.policy(), code.as_str()]).inc();
-    let body = problem_body(code, &rejection.detail, &ctx.request_id);
+    let body = problem_body_with(code, &rejection.detail, &ctx.request_id, rejection.throttle.as_ref().map(|(l, t)| (*l, &**t)));
     let mut headers = Vec::with_capacity(8 + rejection.headers.len());
     headers.push((header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json")));
     headers.push((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));

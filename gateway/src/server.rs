@@ -93,6 +93,7 @@ pub fn run(config: &Path) -> ExitCode {
 
     let lane = process.server.upstream_fast_path.then(|| crate::lane::pool::PoolSettings::new(process.server.upstream_keepalive_pool));
     let limits = crate::proxy::RequestLimits::from_spec(&process.server);
+    let log_at_exit = access_log.clone();
     let gateway = Gateway::new(GatewayState { store: store.clone(), access_log, introspection: Default::default(), lane, limits });
     // One service: the HTTP/1 fast lane on plain-HTTP connections, which hands every request
     // it does not take (and every TLS connection) to Pingora's proxy app.
@@ -124,11 +125,18 @@ pub fn run(config: &Path) -> ExitCode {
     }
     server.add_service(proxy);
     server.add_service(background_service("control plane", ControlPlane { store: store.clone(), admin: Mutex::new(admin) }));
-    server.add_service(background_service("health checks", HealthChecker { store }));
+    server.add_service(background_service("health checks", HealthChecker { store: store.clone() }));
     server.add_service(background_service("jwks refresh", jwks));
+    server.add_service(background_service("throttle sweep", crate::sweeper::ThrottleSweeper { store }));
     drop(snapshot);
     tracing::info!(config = %config.display(), "gateway starting");
-    server.run_forever()
+    // `run` returns once the runtimes have exited (after a graceful stop, when the in-flight
+    // requests are done): the access log's last lines are written before the process ends.
+    server.run(pingora::server::RunArgs::default());
+    if let Some(log) = log_at_exit {
+        log.flush();
+    }
+    std::process::exit(0)
 }
 
 fn init_tracing() {

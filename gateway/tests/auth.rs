@@ -5,7 +5,7 @@
 
 mod common;
 use common::*;
-use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -19,13 +19,11 @@ fn bench_keys() -> PathBuf {
 }
 
 fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+    unix_now()
 }
 
 fn token(claims: serde_json::Value) -> String {
-    let mut h = Header::new(Algorithm::HS256);
-    h.kid = Some("hs1".into());
-    encode(&h, &claims, &EncodingKey::from_secret(HS_SECRET.as_bytes())).unwrap()
+    mint(Algorithm::HS256, "hs1", &EncodingKey::from_secret(HS_SECRET.as_bytes()), &claims)
 }
 
 fn claims() -> serde_json::Value {
@@ -173,10 +171,8 @@ async fn independently_minted_tokens_of_every_family_verify() {
     // The classic confusion: HS256 "signed" with the RSA public key (as PEM text), kid of
     // the RSA key. The key manager allows HS256 too, but only with its own secret.
     let public_pem = std::fs::read(bench_keys().join("jwt_rs256_pub.pem")).unwrap();
-    let mut h = Header::new(Algorithm::HS256);
-    h.kid = Some("k1".into());
     let claims = json!({ "iss": "https://idp.bench.local", "aud": "bench-api", "sub": "user-42", "scope": "read", "exp": now() + 600 });
-    let forged = encode(&h, &claims, &EncodingKey::from_secret(&public_pem)).unwrap();
+    let forged = mint(Algorithm::HS256, "k1", &EncodingKey::from_secret(&public_pem), &claims);
     let r = c.get(gw.url("/bench/v1/x")).bearer_auth(forged).send().await.unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(
@@ -274,10 +270,8 @@ fn ec_key(kid: &str) -> EcKey {
 }
 
 fn es_token(key: &EcKey, kid: &str, sub: &str) -> String {
-    let mut h = Header::new(Algorithm::ES256);
-    h.kid = Some(kid.into());
     let claims = json!({ "iss": "https://remote.example/", "exp": now() + 600, "sub": sub, "azp": "remote-client" });
-    encode(&h, &claims, &EncodingKey::from_ec_der(&key.pkcs8)).unwrap()
+    mint(Algorithm::ES256, kid, &EncodingKey::from_ec_der(&key.pkcs8), &claims)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -6,7 +6,7 @@
 
 mod common;
 use common::*;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation};
 use serde_json::{json, Value};
 
 const HS_SECRET: &str = "an-hmac-secret-that-is-longer-than-32-bytes";
@@ -16,17 +16,13 @@ fn shared_key(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/bench/keys").join(name)
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
-}
-
 /// A token signed here, with a key the config knows as a static key.
 fn sign(alg: Algorithm, kid: &str, key: &EncodingKey, sub: &str, scope: &str) -> String {
     let claims = json!({
         "iss": "https://idp.example/", "aud": "orders", "azp": "mobile-client", "sub": sub,
         "scope": scope, "exp": unix_now() + 600, "iat": unix_now(),
     });
-    jsonwebtoken::encode(&Header { kid: Some(kid.into()), ..Header::new(alg) }, &claims, key).unwrap()
+    mint(alg, kid, key, &claims)
 }
 
 async fn problem(r: reqwest::Response) -> (u16, Option<String>, Value) {

@@ -1,81 +1,19 @@
 //! The HTTP/1 fast lane (`gateway/src/lane.rs`): the gateway's own loop for plain-HTTP
 //! connections. The whole suite runs through it; these tests pin down what is particular to
 //! it: requests it hands to Pingora and takes back on the same connection, pipelining,
-//! response framing it re-does (chunked, interim responses, bad framing), the fields it drops
+//! response framing it re-does (chunked, forwarded interim responses, bad framing), the fields it drops
 //! both ways, and the problems it answers itself.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 use common::*;
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
-
-/// `gateway_exchange_requests_total{exchange="lane"}` from the admin listener's /metrics.
-async fn fast_path_count(gw: &TestGateway) -> u64 {
-    let text = client().get(gw.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("gateway_exchange_requests_total{exchange=\"lane\"} "))
-        .map_or(0, |v| v.trim().parse().unwrap())
-}
 
 fn config(upstream: &str) -> String {
     format!(
         "server: {{ threads: 1 }}\naccess_log: {{ enabled: true, path: stdout }}\nlisteners: [{{ address: \"127.0.0.1:{{port}}\" }}]\nadmin: {{ address: \"127.0.0.1:{{admin}}\" }}\napis:\n  - name: svc\n    context: /svc\n    version: v1\n    endpoint: {{ targets: [{{ url: \"{upstream}\" }}] }}\n    resources: [{{ path: \"/*\", methods: [ANY] }}]\n"
     )
-}
-
-fn connect(gw: &TestGateway) -> TcpStream {
-    let s = TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s
-}
-
-/// Reads one response (head, then a Content-Length or chunked body) from `s`, leaving what
-/// follows unread in `rest`. Returns (head in lower case, body).
-fn read_response(s: &mut TcpStream, rest: &mut Vec<u8>) -> (String, Vec<u8>) {
-    let mut buf = [0u8; 8192];
-    let fill = |s: &mut TcpStream, rest: &mut Vec<u8>, buf: &mut [u8]| {
-        let n = s.read(buf).unwrap();
-        assert!(n > 0, "connection closed; have {:?}", String::from_utf8_lossy(rest));
-        rest.extend_from_slice(&buf[..n]);
-    };
-    let head_end = loop {
-        if let Some(i) = rest.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        fill(s, rest, &mut buf);
-    };
-    let head = String::from_utf8_lossy(&rest[..head_end]).to_ascii_lowercase();
-    rest.drain(..head_end);
-    let mut body = Vec::new();
-    if head.contains("transfer-encoding: chunked") {
-        loop {
-            let line_end = loop {
-                if let Some(i) = rest.windows(2).position(|w| w == b"\r\n") {
-                    break i;
-                }
-                fill(s, rest, &mut buf);
-            };
-            let size = usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).unwrap(), 16).unwrap();
-            rest.drain(..line_end + 2);
-            while rest.len() < size + 2 {
-                fill(s, rest, &mut buf);
-            }
-            body.extend_from_slice(&rest[..size]);
-            assert_eq!(&rest[size..size + 2], b"\r\n");
-            rest.drain(..size + 2);
-            if size == 0 {
-                break;
-            }
-        }
-    } else if let Some(len) = head.lines().find_map(|l| l.strip_prefix("content-length: ")).map(|v| v.trim().parse::<usize>().unwrap()) {
-        while rest.len() < len {
-            fill(s, rest, &mut buf);
-        }
-        body = rest.drain(..len).collect();
-    }
-    (head, body)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -109,7 +47,7 @@ async fn requests_the_lane_does_not_take_go_to_pingora_and_the_connection_comes_
         }
     }
     assert!(rest.is_empty());
-    assert_eq!(fast_path_count(&gw).await, 5, "all but the chunked POST took the lane");
+    assert_eq!(lane_count(&gw).await, 5, "all but the chunked POST took the lane");
     assert_eq!(up.hits.load(std::sync::atomic::Ordering::SeqCst), 5);
 }
 
@@ -132,58 +70,33 @@ async fn pipelined_requests_are_answered_in_order_including_a_rejection_and_a_bo
     }
 }
 
-/// A raw upstream that reads a request head and writes `answer` for each request on a
-/// connection.
-fn raw_upstream(answer: &'static [u8]) -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { return };
-            std::thread::spawn(move || {
-                let mut got = Vec::new();
-                let mut buf = [0u8; 4096];
-                loop {
-                    while let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-                        got.drain(..i + 4);
-                        if s.write_all(answer).is_err() {
-                            return;
-                        }
-                    }
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
-                }
-            });
-        }
-    });
-    port
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_chunked_response_is_reframed_without_extensions_trailers_or_hop_by_hop_fields() {
-    let port = raw_upstream(
+    let port = fixed_upstream(
         b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 999\r\nConnection: keep-alive, X-Internal\r\nX-Internal: secret\r\nKeep-Alive: timeout=5\r\nTrailer: X-Sum\r\nX-Request-Id: upstream-made\r\nX-App: kept\r\n\r\n5;name=val\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 1\r\n\r\n",
-    );
+    )
+    .port;
     let gw = TestGateway::start(&config(&format!("http://127.0.0.1:{port}")));
     let mut s = connect(&gw);
     let mut rest = Vec::new();
     for _ in 0..2 {
         s.write_all(b"GET /svc/v1/c HTTP/1.1\r\nHost: x\r\nX-Request-Id: client-id-1\r\n\r\n").unwrap();
+        // The 103 is forwarded (RFC 9110 §15.2), with the gateway's request id.
+        let (early, _) = read_response(&mut s, &mut rest);
+        assert_eq!(early, "http/1.1 103 early hints\r\nlink: </a.css>; rel=preload\r\nx-request-id: client-id-1\r\n\r\n");
         let (head, body) = read_response(&mut s, &mut rest);
-        assert!(head.starts_with("http/1.1 200 ok\r\n"), "the 103 is dropped: {head}");
+        assert!(head.starts_with("http/1.1 200 ok\r\n"), "{head}");
         assert_eq!(body, b"hello world");
         assert!(head.contains("transfer-encoding: chunked"), "{head}");
         assert!(head.contains("x-app: kept"), "{head}");
         assert!(head.contains("x-request-id: client-id-1\r\n"), "{head}");
-        for gone in ["content-length", "x-internal", "keep-alive: timeout", "trailer", "upstream-made", "link"] {
+        for gone in ["content-length", "x-internal", "keep-alive: timeout", "trailer", "upstream-made", "link:"] {
             assert!(!head.contains(gone), "{gone} reached the client: {head}");
         }
         assert!(head.contains("\r\nconnection: keep-alive\r\n"), "the gateway's own Connection, not the upstream's: {head}");
         assert!(rest.is_empty(), "the trailer section did not leak: {:?}", String::from_utf8_lossy(&rest));
     }
-    assert_eq!(fast_path_count(&gw).await, 2);
+    assert_eq!(lane_count(&gw).await, 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -194,7 +107,7 @@ async fn bad_upstream_framing_gets_a_502_problem_from_the_lane() {
         (&b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n"[..], "a 101 nobody asked for"),
         (&b"NOT HTTP\r\n\r\n"[..], "garbage"),
     ] {
-        let port = raw_upstream(answer);
+        let port = fixed_upstream(answer).port;
         let gw = TestGateway::start(&config(&format!("http://127.0.0.1:{port}")));
         let raw = gw.raw("GET /svc/v1/x HTTP/1.1\r\nHost: x\r\nX-Request-Id: rid-42\r\n\r\n");
         let (head, body) = raw.split_once("\r\n\r\n").unwrap_or_else(|| panic!("{what}: no answer: {raw:?}\n{}", gw.log()));
@@ -246,7 +159,7 @@ async fn heads_beyond_the_lane_limits_are_still_served_by_pingora() {
 async fn framing_fields_survive_a_connection_header_naming_them() {
     // An upstream whose Connection header names Content-Length must not make the response
     // unframed: the next response on the connection would be read as part of this body.
-    let port = raw_upstream(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: content-length, x-gone\r\nX-Gone: 1\r\n\r\nhello");
+    let port = fixed_upstream(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: content-length, x-gone\r\nX-Gone: 1\r\n\r\nhello").port;
     let gw = TestGateway::start(&config(&format!("http://127.0.0.1:{port}")));
     let mut s = connect(&gw);
     let mut rest = Vec::new();
@@ -299,7 +212,7 @@ async fn a_slow_body_reaches_the_client_as_it_comes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_lanes_problem_answers_are_logged_with_their_code() {
-    let port = raw_upstream(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n");
+    let port = fixed_upstream(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n").port;
     let gw = TestGateway::start(&config(&format!("http://127.0.0.1:{port}")));
     let raw = gw.raw("GET /svc/v1/x HTTP/1.1\r\nHost: x\r\nX-Request-Id: logged-1\r\n\r\n");
     assert!(raw.starts_with("HTTP/1.1 502"), "{raw}");
@@ -332,27 +245,25 @@ async fn an_idle_keep_alive_connection_is_closed_when_the_gateway_shuts_down() {
     assert!(started.elapsed() < Duration::from_secs(3), "closed only after {:?}", started.elapsed());
 }
 
-/// The head of a raw response as a sorted list of fields (names in lower case: they are
-/// case-insensitive, and Pingora re-cases some), with the varying parts (request ids, dates)
-/// masked, and its body with the request id masked: what must be equal on both ways in.
-/// Pingora adds a redundant `Connection: keep-alive` to HTTP/1.1 answers; it is left out.
-fn normalised(raw: &str) -> (Vec<String>, String) {
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw, ""));
+/// One response as a client sees it, with what varies between two runs masked (request ids,
+/// dates): the status line, the fields sorted (Pingora re-cases and reorders some; the head
+/// comes lower-cased from `read_response`), and the body with request ids masked. Pingora adds
+/// a redundant `connection: keep-alive` to HTTP/1.1 answers; it is left out.
+fn normalised(head: &str, body: &[u8]) -> (Vec<String>, String) {
     let mut lines: Vec<String> = head
+        .trim_end()
         .split("\r\n")
         .enumerate()
         .filter_map(|(i, l)| match l.split_once(':') {
             _ if i == 0 => Some(l.to_string()),
-            Some((n, _)) if n.eq_ignore_ascii_case("x-request-id") || n.eq_ignore_ascii_case("date") => {
-                Some(format!("{}: *", n.to_ascii_lowercase()))
-            }
-            Some((n, v)) if n.eq_ignore_ascii_case("connection") && v.trim().eq_ignore_ascii_case("keep-alive") => None,
-            Some((n, v)) => Some(format!("{}:{v}", n.to_ascii_lowercase())),
-            None => Some(l.to_string()),
+            Some((n, _)) if n == "x-request-id" || n == "date" => Some(format!("{n}: *")),
+            Some(("connection", v)) if v.trim() == "keep-alive" => None,
+            _ => Some(l.to_string()),
         })
         .collect();
     lines[1..].sort();
-    let body = match serde_json::from_str::<serde_json::Value>(body) {
+    let body = String::from_utf8_lossy(body);
+    let body = match serde_json::from_str::<serde_json::Value>(&body) {
         Ok(mut v) => {
             if v.get("request_id").is_some() {
                 v["request_id"] = "*".into();
@@ -362,19 +273,64 @@ fn normalised(raw: &str) -> (Vec<String>, String) {
             }
             v.to_string()
         }
-        _ => body.to_string(),
+        _ => body.into_owned(),
     };
     (lines, body)
+}
+
+/// Writes `request` (one or more requests, pipelined) on a fresh connection and reads every
+/// response the client gets (1xx included) until the connection closes, or until the last
+/// response to `finals` final answers. A HEAD row is a single request.
+fn conversation(gw: &TestGateway, request: &str, finals: usize) -> Vec<(Vec<String>, String)> {
+    let mut s = connect(gw);
+    s.write_all(request.as_bytes()).unwrap();
+    let head_request = request.starts_with("HEAD ");
+    let mut rest = Vec::new();
+    let mut out = Vec::new();
+    let mut got = 0;
+    while got < finals {
+        let Some((head, body)) = try_read_response(&mut s, &mut rest, head_request) else {
+            out.push((vec!["<closed>".to_string()], String::from_utf8_lossy(&rest).into_owned()));
+            break;
+        };
+        if !head.starts_with("http/1.1 1") {
+            got += 1;
+        }
+        let closing = head.contains("\r\nconnection: close\r\n");
+        out.push(normalised(&head, &body));
+        if closing {
+            break;
+        }
+    }
+    out
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_lane_and_pingoras_path_answer_alike() {
     // The same config with the fast path on (the lane) and off (Pingora's HTTP/1 server and
-    // proxy loop): every answer must be the same, byte for byte but for ids and dates.
+    // proxy loop): every answer must be the same, field for field but for ids and dates, and
+    // what the upstream saw (the echo) must be the same too. Every later policy adds rows.
     let up = TestUpstream::start("a").await;
+    // A raw upstream for framing the echo server cannot produce, chosen by path.
+    let raw = raw_upstream(|_, head| {
+        let path = String::from_utf8_lossy(head).split(' ').nth(1).unwrap_or("").to_string();
+        Reply::Send(match path.as_str() {
+            "/early-hints" => {
+                b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec()
+            }
+            "/chunked" => {
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-App: kept\r\n\r\n5;ext=1\r\nhello\r\n0\r\nX-Sum: 1\r\n\r\n".to_vec()
+            }
+            "/no-content" => b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            "/twice" => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+            "/gzip" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nxx".to_vec(),
+            "/conflict" => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc".to_vec(),
+            _ => b"NOT HTTP\r\n\r\n".to_vec(),
+        })
+    });
     let conf = |fast: bool| {
         format!(
-            r#"server: {{ threads: 1, upstream_fast_path: {fast} }}
+            r#"server: {{ threads: 1, upstream_fast_path: {fast}, max_request_body: 1KiB }}
 access_log: {{ enabled: false }}
 listeners: [{{ address: "127.0.0.1:{{port}}" }}]
 admin: {{ address: "127.0.0.1:{{admin}}" }}
@@ -387,55 +343,71 @@ apis:
     state: deprecated
     deprecation: {{ since: "2026-01-01T00:00:00Z", sunset: "2027-01-01T00:00:00Z", link: "https://docs.example/old" }}
     endpoint: {{ targets: [{{ url: "{up}" }}] }}
-    cors: {{ allow_origins: ["https://app.example"], allow_methods: [GET, PUT], allow_headers: [apikey] }}
+    cors: {{ allow_origins: ["https://app.example"], allow_methods: [GET, PUT, POST], allow_headers: [apikey] }}
     auth: {{ api_keys: {{ header: apikey }}, require_subscription: true }}
     resources:
-      - {{ path: "/items/{{id}}", methods: [GET, PUT] }}
-      - {{ path: /open, methods: [GET], auth: none }}
+      - {{ path: "/items/{{id}}", methods: [GET, PUT, POST] }}
+      - {{ path: /open, methods: [GET, POST], auth: none }}
       - {{ path: /mock, methods: [GET], auth: none, mock: {{ status: 201, headers: {{ content-type: text/plain, x-mock: yes }}, body: made-up }} }}
+  - name: raw
+    context: /raw
+    version: v1
+    endpoint: {{ targets: [{{ url: "{raw}" }}] }}
+    resources: [{{ path: "/*", methods: [ANY] }}]
 "#,
-            up = up.url()
+            up = up.url(),
+            raw = raw.url(),
         )
     };
     let lane = TestGateway::start(&conf(true));
     let pingora = TestGateway::start(&conf(false));
-    let requests = [
-        "GET /svc/v1/items/7 HTTP/1.1\r\nHost: x\r\napikey: partner-key-123\r\nOrigin: https://app.example\r\n\r\n",
-        "HEAD /svc/v1/items/7 HTTP/1.1\r\nHost: x\r\napikey: partner-key-123\r\nConnection: close\r\n\r\n",
-        "GET /svc/v1/items/7 HTTP/1.1\r\nHost: x\r\nOrigin: https://app.example\r\n\r\n",
-        "GET /svc/v1/items/7 HTTP/1.1\r\nHost: x\r\napikey: wrong\r\n\r\n",
-        "DELETE /svc/v1/items/7 HTTP/1.1\r\nHost: x\r\napikey: partner-key-123\r\n\r\n",
-        "GET /svc/v1/nothing HTTP/1.1\r\nHost: x\r\n\r\n",
-        "GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n",
-        "GET /svc/v1/%2e%2e/x HTTP/1.1\r\nHost: x\r\n\r\n",
-        "GET /svc/v1/mock HTTP/1.1\r\nHost: x\r\n\r\n",
-        "HEAD /svc/v1/mock HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        "OPTIONS /svc/v1/items/7 HTTP/1.1\r\nHost: x\r\nOrigin: https://app.example\r\nAccess-Control-Request-Method: PUT\r\nAccess-Control-Request-Headers: apikey\r\n\r\n",
-        "OPTIONS /svc/v1/items/7 HTTP/1.1\r\nHost: x\r\nOrigin: https://evil.example\r\nAccess-Control-Request-Method: PUT\r\n\r\n",
-        "GET /svc/v1/open?q=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    const KEY: &str = "apikey: partner-key-123\r\n";
+    // (what the row is about, the bytes a client writes, how many final answers it gets,
+    // the status of the first answer)
+    let rows: Vec<(&str, String, usize, &str)> = vec![
+        ("routed, authenticated, CORS", format!("GET /svc/v1/items/7 HTTP/1.1\r\nHost: x\r\n{KEY}Origin: https://app.example\r\n\r\n"), 1, "200"),
+        ("HEAD", format!("HEAD /svc/v1/items/7 HTTP/1.1\r\nHost: x\r\n{KEY}\r\n"), 1, "200"),
+        ("no credential", "GET /svc/v1/items/7 HTTP/1.1\r\nHost: x\r\nOrigin: https://app.example\r\n\r\n".into(), 1, "401"),
+        ("a wrong key", "GET /svc/v1/items/7 HTTP/1.1\r\nHost: x\r\napikey: wrong\r\n\r\n".into(), 1, "401"),
+        ("a verb the resource lacks", format!("DELETE /svc/v1/items/7 HTTP/1.1\r\nHost: x\r\n{KEY}\r\n"), 1, "405"),
+        ("no such resource", "GET /svc/v1/nothing HTTP/1.1\r\nHost: x\r\n\r\n".into(), 1, "404"),
+        ("no such API", "GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n".into(), 1, "404"),
+        ("an encoded dot segment, resolved out of the API", "GET /svc/v1/%2e%2e/x HTTP/1.1\r\nHost: x\r\n\r\n".into(), 1, "404"),
+        ("a dot segment with parameters", "GET /svc/v1/open/..;/x HTTP/1.1\r\nHost: x\r\n\r\n".into(), 1, "400"),
+        ("a mock", "GET /svc/v1/mock HTTP/1.1\r\nHost: x\r\n\r\n".into(), 1, "201"),
+        ("HEAD of a mock", "HEAD /svc/v1/mock HTTP/1.1\r\nHost: x\r\n\r\n".into(), 1, "201"),
+        ("a preflight", "OPTIONS /svc/v1/items/7 HTTP/1.1\r\nHost: x\r\nOrigin: https://app.example\r\nAccess-Control-Request-Method: PUT\r\nAccess-Control-Request-Headers: apikey\r\n\r\n".into(), 1, "204"),
+        ("a refused preflight", "OPTIONS /svc/v1/items/7 HTTP/1.1\r\nHost: x\r\nOrigin: https://evil.example\r\nAccess-Control-Request-Method: PUT\r\n\r\n".into(), 1, "403"),
+        ("a query, then close", "GET /svc/v1/open?q=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".into(), 1, "200"),
+        ("pipelined: an answer, a rejection, an answer", "GET /svc/v1/open?n=1 HTTP/1.1\r\nHost: x\r\n\r\nGET /nowhere HTTP/1.1\r\nHost: x\r\n\r\nGET /svc/v1/open?n=3 HTTP/1.1\r\nHost: x\r\n\r\n".into(), 3, "200"),
+        ("a Content-Length body", "POST /svc/v1/open HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"a\":\"b c\"}".into(), 1, "200"),
+        ("a chunked body", "POST /svc/v1/open HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n4;x=y\r\ndefg\r\n0\r\n\r\n".into(), 1, "200"),
+        ("a body over max_request_body", "POST /svc/v1/open HTTP/1.1\r\nHost: x\r\nContent-Length: 2048\r\n\r\n".into(), 1, "413"),
+        ("the same, expecting 100-continue", "POST /svc/v1/open HTTP/1.1\r\nHost: x\r\nContent-Length: 2048\r\nExpect: 100-continue\r\n\r\n".into(), 1, "413"),
+        ("a chunked body over max_request_body", format!("POST /svc/v1/open HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n{}\r\n0\r\n\r\n", "x".repeat(2048)), 1, "413"),
+        ("no Host", "GET /svc/v1/open HTTP/1.1\r\n\r\n".into(), 1, "400"),
+        ("a Host with a bad port", "GET /svc/v1/open HTTP/1.1\r\nHost: localhost:80abc\r\n\r\n".into(), 1, "400"),
+        ("an upstream 103 before its answer", "GET /raw/v1/early-hints HTTP/1.1\r\nHost: x\r\n\r\n".into(), 1, "103"),
+        ("an upstream chunked answer with extensions and trailers", "GET /raw/v1/chunked HTTP/1.1\r\nHost: x\r\n\r\n".into(), 1, "200"),
+        ("an upstream 204 with Content-Length", "GET /raw/v1/no-content HTTP/1.1\r\nHost: x\r\n\r\n".into(), 1, "204"),
+        ("an upstream's duplicate equal Content-Length", "GET /raw/v1/twice HTTP/1.1\r\nHost: x\r\n\r\n".into(), 1, "200"),
+        ("an upstream's unknown transfer coding", "GET /raw/v1/gzip HTTP/1.1\r\nHost: x\r\n\r\n".into(), 1, "502"),
+        ("an upstream's conflicting lengths", "GET /raw/v1/conflict HTTP/1.1\r\nHost: x\r\n\r\n".into(), 1, "502"),
+        ("an upstream that is not HTTP", "GET /raw/v1/garbage HTTP/1.1\r\nHost: x\r\n\r\n".into(), 1, "502"),
     ];
-    for req in requests {
-        // Each on its own connection, closed by us after the answer (raw_request reads one).
-        let a = lane.raw(req);
-        let b = pingora.raw(req);
-        assert!(!a.is_empty(), "{req}");
-        let (ha, ba) = normalised(&a);
-        let (hb, bb) = normalised(&b);
-        assert_eq!(ha, hb, "heads differ for {req:?}\nlane:    {a:?}\npingora: {b:?}");
-        if !req.starts_with("HEAD") {
-            // The upstream echoes the request it got: that must match too.
-            assert_eq!(ba, bb, "bodies differ for {req:?}");
+    let mut differ = Vec::new();
+    for (what, req, finals, status) in &rows {
+        let a = conversation(&lane, req, *finals);
+        let b = conversation(&pingora, req, *finals);
+        assert!(a[0].0[0].starts_with(&format!("http/1.1 {status} ")), "{what}: {a:?}");
+        assert_eq!(a.iter().filter(|(head, _)| !head[0].starts_with("http/1.1 1")).count(), *finals, "{what}: {a:?}");
+        if a != b {
+            differ.push(format!("{what}:\n  lane:    {a:?}\n  pingora: {b:?}"));
         }
     }
-    assert!(fast_path_count(&lane).await >= 3);
-    assert_eq!(fast_path_count(&pingora).await, 0);
-}
-
-/// `gateway_request_decisions_total{exchange=…}` from the admin listener's /metrics.
-async fn decisions(gw: &TestGateway, exchange: &str) -> u64 {
-    let text = client().get(gw.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
-    let prefix = format!("gateway_request_decisions_total{{exchange=\"{exchange}\"}} ");
-    text.lines().find_map(|l| l.strip_prefix(prefix.as_str())).map_or(0, |v| v.trim().parse().unwrap())
+    assert!(differ.is_empty(), "{} of {} rows differ:\n{}", differ.len(), rows.len(), differ.join("\n"));
+    assert!(lane_count(&lane).await >= 10);
+    assert_eq!(lane_count(&pingora).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -456,8 +428,12 @@ async fn every_request_is_decided_once_including_those_handed_to_pingora() {
         let (head, _) = read_response(&mut s, &mut rest);
         assert!(head.starts_with("http/1.1 200") || head.starts_with("http/1.1 404"), "{req}: {head}");
     }
-    assert_eq!(decisions(&gw, "lane").await, 3, "the GET, the 404 and the small POST");
-    assert_eq!(decisions(&gw, "pingora").await, 2, "the chunked POST and the upgrade, decided by Pingora only");
+    assert_eq!(metric(&gw, "gateway_request_decisions_total{exchange=\"lane\"}").await, 3, "the GET, the 404 and the small POST");
+    assert_eq!(
+        metric(&gw, "gateway_request_decisions_total{exchange=\"pingora\"}").await,
+        2,
+        "the chunked POST and the upgrade, decided by Pingora only"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -506,7 +482,7 @@ async fn bad_hosts_dot_segments_with_parameters_and_oversized_bodies_never_reach
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stalled_body_gets_408_and_a_204_carries_no_content_length() {
-    let port = raw_upstream(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n");
+    let port = fixed_upstream(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n").port;
     let gw = TestGateway::start(
         &config(&format!("http://127.0.0.1:{port}"))
             .replace("server: { threads: 1 }", "server: { threads: 1, client_body_timeout: 300ms, client_header_timeout: 300ms }"),
@@ -533,7 +509,7 @@ async fn a_stalled_body_gets_408_and_a_204_carries_no_content_length() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_status_line_without_a_reason_phrase_is_answered_with_the_standard_one() {
-    let port = raw_upstream(b"HTTP/1.1 200\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok");
+    let port = fixed_upstream(b"HTTP/1.1 200\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok").port;
     let gw = TestGateway::start(&config(&format!("http://127.0.0.1:{port}")));
     let mut s = connect(&gw);
     let mut rest = Vec::new();

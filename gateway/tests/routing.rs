@@ -197,3 +197,28 @@ async fn a_rejected_request_with_a_body_keeps_the_connection_usable() {
     let _ = s.read_to_string(&mut rest);
     assert!(rest.starts_with("HTTP/1.1 200"), "second request on the same connection: {rest}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn access_log_lines_wait_at_most_the_flush_interval_and_a_graceful_stop_writes_the_rest() {
+    let up = TestUpstream::start("a").await;
+    let cfg = |flush: &str| {
+        format!(
+            "server: {{ threads: 1, graceful_shutdown_timeout: 1s }}\naccess_log: {{ enabled: true, path: stdout, flush_interval: {flush} }}\nlisteners: [{{ address: \"127.0.0.1:{{port}}\" }}]\nadmin: {{ address: \"127.0.0.1:{{admin}}\" }}\napis:\n  - name: svc\n    context: /svc\n    version: v1\n    endpoint: {{ targets: [{{ url: \"{}\" }}] }}\n    resources: [{{ path: \"/*\", methods: [ANY] }}]\n",
+            up.url()
+        )
+    };
+    // A short interval: the line shows up on its own, without traffic pushing it out.
+    let gw = TestGateway::start(&cfg("50ms"));
+    assert_eq!(gw.raw("GET /svc/v1/quick HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").lines().next(), Some("HTTP/1.1 200 OK"));
+    wait_for("the line", std::time::Duration::from_secs(2), || gw.access_log().contains("/svc/v1/quick"));
+    // A long one: the line waits in memory, and the stop writes it.
+    let gw = TestGateway::start(&cfg("60s"));
+    assert_eq!(gw.raw("GET /svc/v1/last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").lines().next(), Some("HTTP/1.1 200 OK"));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(!gw.access_log().contains("/svc/v1/last"), "written before the interval: {}", gw.access_log());
+    gw.signal("TERM");
+    wait_for("the line at exit", std::time::Duration::from_secs(10), || gw.access_log().contains("/svc/v1/last"));
+    let line: serde_json::Value = serde_json::from_str(gw.access_log().lines().find(|l| l.contains("/svc/v1/last")).unwrap()).unwrap();
+    assert_eq!(line["status"], 200);
+    assert_eq!(line["exchange"], "lane");
+}

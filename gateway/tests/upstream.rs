@@ -251,3 +251,30 @@ async fn a_stale_pooled_connection_is_retried_on_the_same_single_target() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_abandons_a_chunked_upload_is_not_a_strike_against_the_target() {
+    // Chunked uploads take Pingora's path. One strike would eject the only target for a
+    // minute; a client hanging up mid-body must not count as one.
+    let up = TestUpstream::start("a").await;
+    let gw = TestGateway::start(&config(&format!(
+        "      targets: [{{ url: \"{}\" }}]\n      passive_health: {{ consecutive_failures: 1, eject_for: 1m }}",
+        up.url()
+    )));
+    for _ in 0..3 {
+        let mut s = connect(&gw);
+        std::io::Write::write_all(&mut s, b"POST /svc/v1/upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+        drop(s);
+    }
+    wait_for("the uploads to end", Duration::from_secs(5), || gw.access_log().matches("/svc/v1/upload").count() == 3);
+    let metrics = client().get(gw.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(!metrics.contains("gateway_upstream_failures_total{"), "{metrics}");
+    let r = client().get(gw.url("/svc/v1/after")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the target is still in");
+    // The access log says the client went away (no status sent).
+    let line = gw.access_log().lines().find(|l| l.contains("/svc/v1/upload")).unwrap().to_string();
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["exchange"], "pingora");
+}

@@ -13,23 +13,26 @@
 //!
 //! | # | step | answer when it refuses |
 //! |---|---|---|
+//! | 0 | deny lists: the client address (`throttle::deny_ip`) | 403 `throttle.denied` |
 //! | 1 | normalise the path (`route::normalize`) | 400 `request.bad_path` |
 //! | 2 | route: context, version (`route::RouteTable`) | 404 |
 //! | 3 | lifecycle state (`lifecycle`) | 404 / 503 |
 //! | 4 | CORS preflight (`cors`): answered here | 403 |
 //! | 5 | resource and verb (`route::ResourceTable`) | 404 / 405 with `Allow` |
 //! | 6 | which exchange may serve it (`Resource::lane`, compiled): the lane hands off here | — |
-//! | 7 | authentication and authorization from the caches (`authn`) | 401 / 403 |
+//! | 7 | authentication and authorization from the caches (`authn`), then the application and user deny lists | 401 / 403 |
 //! | 8 | commit: the asynchronous step (introspection), then [`complete`] | 401 / 403 / 503 |
+//! | 9 | commit: the throttle reservation, all levels in one store call ([`reserve`], `throttle`) | 429 `throttle.limited` |
 //!
 //! The lane stops at step 6 for a resource it may not serve, before authentication, so a
-//! request it hands to Pingora is authenticated (and, later, throttled) once, by Pingora.
+//! request it hands to Pingora is authenticated and throttled once, by Pingora.
 
 use crate::authn::introspect::IntrospectionResult;
 use crate::authn::{AuthStep, Principal};
 use crate::cors::CorsHeaders;
 use crate::route::normalize;
 use crate::snapshot::{Action, Plan, Refusal, Snapshot};
+use crate::throttle::{self, Quota};
 use crate::verdict::{ProblemCode, Rejection};
 use crate::RequestHead;
 use std::borrow::Cow;
@@ -91,6 +94,8 @@ pub struct Admitted {
     pub normalized_path: Option<String>,
     /// Who is calling, when the resource required a credential.
     pub principal: Option<Principal>,
+    /// The tightest throttling limit the request was counted in (for the `RateLimit` fields).
+    pub quota: Option<Quota>,
 }
 
 impl Admitted {
@@ -103,6 +108,12 @@ impl Admitted {
 /// Steps 1–7 of the chain. `raw_path` is the request target's path; `now_unix` the clock of
 /// token expiry checks.
 pub fn plan(snapshot: &Snapshot, req: &dyn RequestHead, raw_path: &str, exchange: Exchange, now_unix: u64) -> Planned {
+    let t = &snapshot.throttling;
+    if !t.deny_nets.is_empty() {
+        if let Some(rejection) = throttle::deny_ip(t, throttle::client_ip(req, t.trust_forwarded_for)) {
+            return Planned::Refuse(Refusal { api: None, rejection });
+        }
+    }
     let path = match normalize(raw_path) {
         Ok(p) => p,
         Err(e) => return Planned::Refuse(Refusal { api: None, rejection: Rejection::new(ProblemCode::BadPath, e.to_string()) }),
@@ -129,7 +140,10 @@ pub fn plan(snapshot: &Snapshot, req: &dyn RequestHead, raw_path: &str, exchange
         Ok(Some(AuthStep::Introspect { introspector })) => (None, Some(Step::Introspect { introspector })),
         Err(rejection) => return Planned::Refuse(Refusal { api: Some(api), rejection }),
     };
-    Planned::Commit(Pending { admitted: Admitted { plan, normalized_path, principal }, step })
+    if let Some(rejection) = principal.as_ref().and_then(|p| throttle::deny_principal(t, p)) {
+        return Planned::Refuse(Refusal { api: Some(api), rejection });
+    }
+    Planned::Commit(Pending { admitted: Admitted { plan, normalized_path, principal, quota: None }, step })
 }
 
 /// Step 8's end: finishes a pending request once its asynchronous step (if any) answered.
@@ -146,6 +160,9 @@ pub fn complete(
         (None, _) => Ok(admitted),
         (Some(Step::Introspect { .. }), Some(result)) => match snapshot.complete_introspection(req, &admitted.plan, result) {
             Ok(principal) => {
+                if let Some(rejection) = principal.as_ref().and_then(|p| throttle::deny_principal(&snapshot.throttling, p)) {
+                    return Err(Refusal { api, rejection });
+                }
                 admitted.principal = principal;
                 Ok(admitted)
             }
@@ -153,6 +170,32 @@ pub fn complete(
         },
         (Some(Step::Introspect { .. }), None) => {
             Err(Refusal { api, rejection: Rejection::new(ProblemCode::Internal, "introspection did not run") })
+        }
+    }
+}
+
+/// Step 9, the last of commit: counts the request in every throttling level that applies to
+/// it, or refuses it (429) without counting it anywhere. Runs once per admitted request, on
+/// the exchange that serves it; `now_ms` is the monotonic clock of [`crate::state::now_ms`].
+pub fn reserve(snapshot: &Snapshot, req: &dyn RequestHead, admitted: &mut Admitted, now_ms: u64) -> Result<(), Refusal> {
+    let t = &snapshot.throttling;
+    let Some(api) = snapshot.api(admitted.plan.api) else { return Ok(()) };
+    let resource = admitted.plan.resource.map(|r| (r, api.resource(r).and_then(|r| r.throttle_tier)));
+    let client = throttle::client_ip(req, t.trust_forwarded_for);
+    let checks = throttle::checks(t, &api.throttle, resource, req.method(), admitted.principal.as_ref(), api.auth.is_some(), req, client);
+    match throttle::acquire(t, &checks, now_ms) {
+        Ok(quota) => {
+            if let Some(q) = quota.as_ref().filter(|q| q.standing.over) {
+                crate::metrics::FAMILIES.over_quota.with_label_values(&[&*api.name, q.level.as_str(), &q.policy]).inc();
+            }
+            admitted.quota = quota;
+            Ok(())
+        }
+        Err(throttled) => {
+            crate::metrics::FAMILIES.throttled.with_label_values(&[&*api.name, throttled.level.as_str(), &throttled.policy]).inc();
+            let mut rejection = throttled.rejection(t.legacy_headers);
+            rejection.application = admitted.principal.as_ref().and_then(|p| p.application);
+            Err(Refusal { api: Some(admitted.plan.api), rejection })
         }
     }
 }

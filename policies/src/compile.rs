@@ -23,10 +23,13 @@ use crate::route::table::ParsedPattern;
 use crate::route::{ResourceTable, RouteTable};
 use crate::snapshot::{Api, ProcessSettings, Resource, Snapshot};
 use crate::state::Durable;
+use crate::throttle::compile::{compile_api_throttle, compile_throttling, tier_ref};
+use crate::throttle::Throttling;
 use crate::upstream::compile::compile_endpoint;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Compiles a parsed document. `durable` supplies state that survives reloads.
 pub fn compile(spec: &GatewaySpec, durable: &Durable) -> Result<Snapshot, Vec<ConfigError>> {
@@ -38,6 +41,7 @@ pub fn compile(spec: &GatewaySpec, durable: &Durable) -> Result<Snapshot, Vec<Co
     let backend_jwt = compile_backend_jwt(spec, durable, &mut errors, &mut warnings);
     let applications = compile_applications(spec, &mut errors);
     let km_index = key_manager_index(spec);
+    let throttling = compile_throttling(spec, durable, &mut errors);
 
     let mut routes = RouteTable::default();
     let mut apis = Vec::with_capacity(spec.apis.len());
@@ -47,7 +51,7 @@ pub fn compile(spec: &GatewaySpec, durable: &Durable) -> Result<Snapshot, Vec<Co
         if !names.insert(api_spec.name.as_str()) {
             errors.push(format!("{path}.name"), format!("`{}` is used by another API; names must be unique", api_spec.name));
         }
-        if let Some(api) = compile_api(api_spec, &path, durable, &km_index, &mut errors) {
+        if let Some(api) = compile_api(api_spec, &path, durable, &km_index, &throttling, &mut errors) {
             if let Err(e) = routes.insert(&api.context, &api.version, api_spec.default_version, apis.len() as u32) {
                 errors.push(format!("{path}.context"), e);
             }
@@ -74,6 +78,7 @@ pub fn compile(spec: &GatewaySpec, durable: &Durable) -> Result<Snapshot, Vec<Co
         apis,
         routes,
         unrouted_metrics: ApiMetrics::new(Arc::from("-")),
+        throttling,
         warnings: warnings.0,
     })
 }
@@ -138,12 +143,23 @@ fn check_process(spec: &GatewaySpec, errors: &mut Errors) {
     if spec.access_log.buffer_size.0 < 512 || spec.access_log.buffer_size.0 > 64 << 20 {
         errors.push("access_log.buffer_size", "must be between 512B and 64MiB");
     }
+    let flush = spec.access_log.flush_interval.0;
+    if flush < Duration::from_millis(1) || flush > Duration::from_secs(60) {
+        errors.push("access_log.flush_interval", "must be between 1ms and 60s");
+    }
     if spec.access_log.queue == 0 {
         errors.push("access_log.queue", "must be at least 1");
     }
 }
 
-fn compile_api(spec: &ApiSpec, path: &str, durable: &Durable, km_index: &HashMap<&str, KmRef<'_>>, errors: &mut Errors) -> Option<Api> {
+fn compile_api(
+    spec: &ApiSpec,
+    path: &str,
+    durable: &Durable,
+    km_index: &HashMap<&str, KmRef<'_>>,
+    throttling: &Throttling,
+    errors: &mut Errors,
+) -> Option<Api> {
     let before = errors.0.len();
     if spec.name.is_empty() || !spec.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
         errors.push(format!("{path}.name"), format!("`{}` must be non-empty and use letters, digits, - _ . only", spec.name));
@@ -154,6 +170,7 @@ fn compile_api(spec: &ApiSpec, path: &str, durable: &Durable, km_index: &HashMap
 
     let endpoint = spec.endpoint.as_ref().and_then(|e| compile_endpoint(e, &format!("{path}.endpoint"), durable, errors));
     let auth = spec.auth.as_ref().map(|a| compile_api_auth(a, path, km_index, errors));
+    let throttle = compile_api_throttle(spec, path, throttling, errors);
 
     let mut table = ResourceTable::default();
     let mut resources = Vec::with_capacity(spec.resources.len());
@@ -183,6 +200,7 @@ fn compile_api(spec: &ApiSpec, path: &str, durable: &Durable, km_index: &HashMap
                     mock,
                     auth_type: r.auth.unwrap_or(AuthType::Any),
                     scopes: r.scopes.clone(),
+                    throttle_tier: r.throttling.as_ref().and_then(|t| tier_ref(throttling, t, &format!("{rpath}.throttling"), errors)),
                     lane: false,
                 });
             }
@@ -209,6 +227,7 @@ fn compile_api(spec: &ApiSpec, path: &str, durable: &Durable, km_index: &HashMap
         cors,
         auth,
         endpoint,
+        throttle,
         resources,
         table,
     })

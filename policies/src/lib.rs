@@ -32,6 +32,7 @@
 //! | [`lifecycle`] | `state`, `deprecation` | deprecation headers | serve or refuse |
 //! | [`cors`] | `cors` | origins, methods, header values | preflight answers, response headers |
 //! | [`upstream`] | `endpoint` | targets resolved, CA files read, health checks | target selection |
+//! | [`throttle`] | `tiers`, `throttling`, an API's `tiers` and `throttling`, a resource's `throttling` | tiers, deny lists, conditions, counter keys | the limits of a request, counted in one store call |
 //! | [`mock`] | `mock` | status, headers and body encoded | (sent as is by the gateway) |
 //! | [`route`] | none: a resource's `path` and `methods` are fields of [`config::ResourceSpec`] | context, version, methods | normalisation, route table, resource match |
 //!
@@ -54,6 +55,7 @@ pub mod request;
 pub mod route;
 pub mod snapshot;
 pub mod state;
+pub mod throttle;
 pub mod upstream;
 pub mod verdict;
 

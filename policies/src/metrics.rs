@@ -29,12 +29,29 @@ pub struct Families {
     pub jwks_keys: IntGaugeVec,
     pub exchange_requests: IntCounterVec,
     pub decisions: IntCounterVec,
+    pub throttled: IntCounterVec,
+    pub over_quota: IntCounterVec,
+    pub throttle_keys: IntGauge,
 }
 
 /// `unwrap_or_else(panic)` is deliberate: registration only fails on a duplicate name or a
 /// malformed family, both programming errors caught by the first test that touches metrics.
 #[allow(clippy::expect_used)]
 pub static FAMILIES: LazyLock<Families> = LazyLock::new(|| Families {
+    throttled: register_int_counter_vec!(
+        "gateway_throttled_requests_total",
+        "Requests refused with 429, by API, level and tier (or `condition`).",
+        &["api", "level", "tier"]
+    )
+    .expect("register gateway_throttled_requests_total"),
+    over_quota: register_int_counter_vec!(
+        "gateway_throttle_over_quota_total",
+        "Requests let through over the quota of a tier with stop_on_quota_reach: false, by API, level and tier.",
+        &["api", "level", "tier"]
+    )
+    .expect("register gateway_throttle_over_quota_total"),
+    throttle_keys: register_int_gauge!("gateway_throttle_keys", "Throttling counters held in this process.")
+        .expect("register gateway_throttle_keys"),
     requests: register_int_counter_vec!(
         "gateway_http_requests_total",
         "Requests answered, by API and status class.",

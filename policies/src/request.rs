@@ -81,6 +81,15 @@ pub fn parse_content_length(value: &[u8]) -> Option<u64> {
     std::str::from_utf8(value).ok()?.parse().ok()
 }
 
+/// Why a count of `Host` fields other than one is refused (RFC 9112 §3.2).
+pub fn host_count_problem(hosts: usize) -> &'static str {
+    if hosts == 0 {
+        "an HTTP/1.1 request needs a Host field"
+    } else {
+        "the request has more than one Host field"
+    }
+}
+
 /// Why a request's `Host` is refused (RFC 9112 §3.2: an HTTP/1.1 request has exactly one, and
 /// RFC 9110 §7.2: it is `uri-host [ ":" port ]`). `None`: it is fine.
 pub fn host_problem(value: &[u8]) -> Option<&'static str> {

@@ -39,6 +39,8 @@ pub struct Snapshot {
     pub backend_jwt: Option<crate::authn::backend_jwt::BackendJwt>,
     /// Metrics of requests that matched no API.
     pub unrouted_metrics: ApiMetrics,
+    /// Tiers, deny lists, the client-address rule and the counter store.
+    pub throttling: crate::throttle::Throttling,
     /// Settings that are accepted but probably not what the author meant (a key no allowed
     /// algorithm can use, a generated signing key). Printed by `gateway validate`, logged on
     /// every apply and returned by the admin API; they never block a config.
@@ -59,6 +61,7 @@ pub struct Api {
     pub resources: Vec<Resource>,
     pub table: ResourceTable,
     pub metrics: ApiMetrics,
+    pub throttle: crate::throttle::ApiThrottle,
 }
 
 #[derive(Debug)]
@@ -70,6 +73,8 @@ pub struct Resource {
     pub mock: Option<Mock>,
     pub auth_type: AuthType,
     pub scopes: Vec<String>,
+    /// The resource's own tier (all consumers of this resource and verb).
+    pub throttle_tier: Option<u32>,
     /// Whether the gateway's HTTP/1 lane may serve it (compiled): a mock, or an API whose
     /// targets are all plain `http://` (the lane speaks no TLS upstream). Otherwise the lane
     /// hands such requests to Pingora before authenticating them.

@@ -65,6 +65,9 @@ pub struct Durable {
     /// The process's generated backend-JWT key (PKCS#8), made on first use: a reload keeps
     /// it, so backends that fetched its JWK keep verifying.
     signing_key: Mutex<Option<Arc<[u8]>>>,
+    /// The process's throttling counters: made by the first snapshot, shared by every later
+    /// one, so a reload (even one that renames or re-tiers things) keeps what was counted.
+    throttle_store: OnceLock<Arc<crate::throttle::store::LocalStore>>,
 }
 
 impl Durable {
@@ -120,6 +123,11 @@ impl Durable {
 
     /// The ES256 key that signs backend JWTs when no key is configured, generated once per
     /// process.
+    /// The throttling counter store; `max_keys` applies when the first snapshot makes it.
+    pub fn throttle_store(&self, max_keys: usize) -> Arc<crate::throttle::store::LocalStore> {
+        self.throttle_store.get_or_init(|| Arc::new(crate::throttle::store::LocalStore::new(max_keys))).clone()
+    }
+
     pub fn generated_signing_key(&self) -> Result<Arc<[u8]>, String> {
         let mut slot = self.signing_key.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(key) = &*slot {

@@ -52,6 +52,8 @@ pub enum ProblemCode {
     HeadTooLarge,
     /// The client did not send its request head or body in time (408).
     RequestTimeout,
+    ThrottleDenied,
+    Throttled,
     Internal,
 }
 
@@ -62,6 +64,8 @@ impl ProblemCode {
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::ThrottleDenied => StatusCode::FORBIDDEN,
+            Self::Throttled => StatusCode::TOO_MANY_REQUESTS,
             Self::RouteNotFound | Self::ApiNotAvailable => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::ApiBlocked => StatusCode::SERVICE_UNAVAILABLE,
@@ -88,6 +92,8 @@ impl ProblemCode {
             Self::BodyTooLarge => "request.body_too_large",
             Self::HeadTooLarge => "request.head_too_large",
             Self::RequestTimeout => "request.timeout",
+            Self::ThrottleDenied => "throttle.denied",
+            Self::Throttled => "throttle.limited",
             Self::RouteNotFound => "route.not_found",
             Self::MethodNotAllowed => "route.method_not_allowed",
             Self::ApiNotAvailable => "lifecycle.not_available",
@@ -118,6 +124,8 @@ impl ProblemCode {
             Self::BodyTooLarge => "Request body too large",
             Self::HeadTooLarge => "Request head too large",
             Self::RequestTimeout => "Request timed out",
+            Self::ThrottleDenied => "Denied",
+            Self::Throttled => "Too many requests",
             Self::RouteNotFound => "No route for this path",
             Self::MethodNotAllowed => "Method not allowed",
             Self::ApiNotAvailable => "No route for this path",
@@ -155,6 +163,7 @@ impl ProblemCode {
             | Self::AuthDomainNotAllowed
             | Self::AuthWrongCredentialType => "authz",
             Self::UpstreamUnavailable | Self::UpstreamTimeout | Self::UpstreamError => "upstream",
+            Self::ThrottleDenied | Self::Throttled => "throttle",
             Self::Internal => "gateway",
         }
     }
@@ -166,6 +175,8 @@ impl ProblemCode {
         Self::BodyTooLarge,
         Self::HeadTooLarge,
         Self::RequestTimeout,
+        Self::ThrottleDenied,
+        Self::Throttled,
         Self::RouteNotFound,
         Self::MethodNotAllowed,
         Self::ApiNotAvailable,
@@ -199,11 +210,14 @@ pub struct Rejection {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// The application whose valid credential was refused (403s), for the access log.
     pub application: Option<u32>,
+    /// For a throttled request: the level and the tier (or `condition`) that refused it,
+    /// named in the problem body.
+    pub throttle: Option<(&'static str, std::sync::Arc<str>)>,
 }
 
 impl Rejection {
     pub fn new(code: ProblemCode, detail: impl Into<Cow<'static, str>>) -> Self {
-        Self { code, detail: detail.into(), headers: Vec::new(), application: None }
+        Self { code, detail: detail.into(), headers: Vec::new(), application: None, throttle: None }
     }
 
     pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {

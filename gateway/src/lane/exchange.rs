@@ -20,6 +20,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 
+/// What forwarding an interim response needs of the request.
+pub(super) struct Interim<'a> {
+    head: &'a Head,
+    ctx: &'a RequestCtx,
+    close: bool,
+}
+
 impl Conn {
     /// Proxies the request (its head at the start of `inbuf`, its body, if any, after it),
     /// filling `sent` as the response goes out.
@@ -59,7 +66,10 @@ impl Conn {
             ctx.upstream_sent = Some(sent_at);
             self.upbuf.clear();
             let result = match pingora_timeout::timeout(write_timeout, write_all(&mut up, &self.out)).await {
-                Ok(Ok(())) => self.read_up_head(&mut up, up_head, sent_at, read_timeout, head.method == Method::HEAD).await,
+                Ok(Ok(())) => {
+                    self.out.clear();
+                    self.read_up_head(&mut up, up_head, sent_at, read_timeout, Interim { head, ctx, close }).await
+                }
                 Ok(Err(e)) => Err(up_err(ErrorType::WriteError, "writing the request upstream", Some(e))),
                 Err(_) => Err(up_err(ErrorType::WriteTimedout, "writing the request upstream", None)),
             };
@@ -71,6 +81,7 @@ impl Conn {
                     // A kept connection the upstream had closed before answering anything.
                     let closed_kept = reused
                         && self.upbuf.is_empty()
+                        && !self.written
                         && matches!(e.etype(), ErrorType::ConnectionClosed | ErrorType::WriteError | ErrorType::ReadError);
                     if resend_after(gw, ctx, &e, closed_kept, idempotent, &mut resent) {
                         resend_to = Some(attempt.idx);
@@ -105,17 +116,19 @@ impl Conn {
         Ok(())
     }
 
-    /// Reads the upstream's final response head into `upbuf` and `up_head` (interim 1xx
-    /// heads are read and dropped), watching the client meanwhile: one that hangs up ends the
-    /// exchange.
+    /// Reads the upstream's final response head into `upbuf` and `up_head`, watching the
+    /// client meanwhile: one that hangs up ends the exchange. Interim heads (1xx) are
+    /// forwarded to the client as they come, but for `100 Continue`: the lane read the whole
+    /// body before it sent the request, so the upstream's go-ahead is for the lane alone.
     pub(super) async fn read_up_head(
         &mut self,
         up: &mut Stream,
         up_head: &mut UpHead,
         sent_at: Instant,
         read_timeout: Duration,
-        head_request: bool,
+        req: Interim<'_>,
     ) -> Result<(), Failure> {
+        let head_request = req.head.method == Method::HEAD;
         // Counted from when the request went out; the first wait takes the whole timeout
         // without reading the clock again.
         let deadline = sent_at + read_timeout;
@@ -129,6 +142,11 @@ impl Conn {
                     }
                     if up_head.status >= 200 {
                         return Ok(());
+                    }
+                    if up_head.status != 100 {
+                        let view = View { head: req.head, buf: &self.inbuf, client: self.client };
+                        response_head(&mut self.out, &self.upbuf, up_head, req.ctx, &view, req.close);
+                        self.flush_out().await?;
                     }
                     self.upbuf.advance(up_head.len);
                     continue;

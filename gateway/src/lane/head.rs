@@ -224,9 +224,9 @@ pub(super) fn parse_head(buf: &[u8], head: &mut Head, max_body: u64) -> Parsed {
             }
         }
     }
-    // HTTP/1.1 needs exactly one Host (RFC 9112 §3.2).
+    // HTTP/1.1 needs exactly one Host (RFC 9112 §3.2), even with an absolute-form target.
     if version == 1 && hosts != 1 {
-        return Parsed::Refuse(ProblemCode::BadRequest, "an HTTP/1.1 request needs exactly one Host field");
+        return Parsed::Refuse(ProblemCode::BadRequest, policies::request::host_count_problem(hosts));
     }
     // Refused before a byte of the body is read (and before any `100 Continue`).
     if head.length.is_some_and(|n| n > max_body) {

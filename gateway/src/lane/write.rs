@@ -86,8 +86,11 @@ pub(super) fn upstream_head(out: &mut Vec<u8>, view: &View<'_>, edits: &Upstream
 }
 
 /// The client's response head from the upstream's: hop-by-hop fields (and any the upstream's
-/// `Connection` names) dropped, the gateway's headers set, the framing the lane sends.
+/// `Connection` names) dropped, the gateway's headers set, the framing the lane sends. An
+/// interim (1xx) head is forwarded the same way, less framing, `Date` and `Connection`, as
+/// Pingora's path forwards it (RFC 9110 §15.2: a proxy forwards 1xx responses).
 pub(super) fn response_head(out: &mut Vec<u8>, buf: &[u8], h: &UpHead, ctx: &RequestCtx, view: &View<'_>, close: bool) {
+    let interim = h.status < 200;
     // The gateway's headers, gathered first: those it inserts replace the upstream's. (No
     // allocation unless the API has lifecycle or CORS headers.)
     let mut ours: Vec<(http::HeaderName, http::HeaderValue, Combine)> = Vec::new();
@@ -125,6 +128,10 @@ pub(super) fn response_head(out: &mut Vec<u8>, buf: &[u8], h: &UpHead, ctx: &Req
     field(out, b"X-Request-Id", ctx.request_id.as_bytes());
     for (n, v, _) in &ours {
         field(out, titled(n).as_bytes(), v.as_bytes());
+    }
+    if interim {
+        out.extend_from_slice(b"\r\n");
+        return;
     }
     match h.framing {
         Framing::Length(n) => {

@@ -499,3 +499,183 @@ impl Idp {
         client().get(format!("http://{}/stats", self.addr)).send().await.unwrap().json().await.unwrap()
     }
 }
+
+/// A counter or gauge from the admin listener's /metrics: `series` is the name with its labels
+/// exactly as exposed (`gateway_request_decisions_total{exchange="lane"}`); 0 when absent.
+pub async fn metric(gw: &TestGateway, series: &str) -> u64 {
+    let text = client().get(gw.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let prefix = format!("{series} ");
+    text.lines().find_map(|l| l.strip_prefix(prefix.as_str())).map_or(0, |v| v.trim().parse::<f64>().unwrap() as u64)
+}
+
+/// Requests served by the HTTP/1 lane (`gateway_exchange_requests_total{exchange="lane"}`).
+pub async fn lane_count(gw: &TestGateway) -> u64 {
+    metric(gw, "gateway_exchange_requests_total{exchange=\"lane\"}").await
+}
+
+/// A client connection to the gateway's traffic port, with a 5 s read timeout.
+pub fn connect(gw: &TestGateway) -> TcpStream {
+    let s = TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s
+}
+
+/// Reads one response (head, then a Content-Length or chunked body) from `s`, leaving what
+/// follows unread in `rest`. Returns (head in lower case, body). Interim (1xx) responses are
+/// returned like any other: call again for the final one.
+pub fn read_response(s: &mut TcpStream, rest: &mut Vec<u8>) -> (String, Vec<u8>) {
+    read_response_to(s, rest, false)
+}
+
+/// [`read_response`] for a request whose method is HEAD when `head_request`: the final
+/// response then has no body whatever its framing fields say.
+pub fn read_response_to(s: &mut TcpStream, rest: &mut Vec<u8>, head_request: bool) -> (String, Vec<u8>) {
+    try_read_response(s, rest, head_request).unwrap_or_else(|| panic!("connection closed; have {:?}", String::from_utf8_lossy(rest)))
+}
+
+/// [`read_response_to`], or None when the connection closes (or times out) first.
+pub fn try_read_response(s: &mut TcpStream, rest: &mut Vec<u8>, head_request: bool) -> Option<(String, Vec<u8>)> {
+    let mut buf = [0u8; 8192];
+    let fill = |s: &mut TcpStream, rest: &mut Vec<u8>, buf: &mut [u8]| -> Option<()> {
+        let n = s.read(buf).ok()?;
+        (n > 0).then(|| rest.extend_from_slice(&buf[..n]))
+    };
+    let head_end = loop {
+        if let Some(i) = rest.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        fill(s, rest, &mut buf)?;
+    };
+    let head = String::from_utf8_lossy(&rest[..head_end]).to_ascii_lowercase();
+    rest.drain(..head_end);
+    let mut body = Vec::new();
+    let bodiless = head_request && !head.starts_with("http/1.1 1");
+    if bodiless || head.starts_with("http/1.1 1") || head.starts_with("http/1.1 204") || head.starts_with("http/1.1 304") {
+        return Some((head, body));
+    }
+    if head.contains("transfer-encoding: chunked") {
+        loop {
+            let line_end = loop {
+                if let Some(i) = rest.windows(2).position(|w| w == b"\r\n") {
+                    break i;
+                }
+                fill(s, rest, &mut buf)?;
+            };
+            let size = usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).unwrap(), 16).unwrap();
+            rest.drain(..line_end + 2);
+            while rest.len() < size + 2 {
+                fill(s, rest, &mut buf)?;
+            }
+            body.extend_from_slice(&rest[..size]);
+            assert_eq!(&rest[size..size + 2], b"\r\n");
+            rest.drain(..size + 2);
+            if size == 0 {
+                break;
+            }
+        }
+    } else if let Some(len) = head.lines().find_map(|l| l.strip_prefix("content-length: ")).map(|v| v.trim().parse::<usize>().unwrap()) {
+        while rest.len() < len {
+            fill(s, rest, &mut buf)?;
+        }
+        body = rest.drain(..len).collect();
+    }
+    Some((head, body))
+}
+
+/// What a [`raw_upstream`] does with a request it has read.
+pub enum Reply {
+    /// Write these bytes (any framing, good or bad) and read the next request.
+    Send(Vec<u8>),
+    /// Wait, then write.
+    After(Duration, Vec<u8>),
+    /// Write these bytes, then close (a close-delimited body, or a last answer).
+    SendAndClose(Vec<u8>),
+    /// Close the connection without answering.
+    Close,
+}
+
+/// A raw HTTP/1 upstream: the one test server that can answer with any bytes at all.
+pub struct RawUpstream {
+    pub port: u16,
+    /// Requests read, over all connections.
+    pub requests: Arc<AtomicUsize>,
+}
+
+impl RawUpstream {
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+/// Starts a [`RawUpstream`]. For the n-th request on a connection (from 0) with head `head`,
+/// `script(n, head)` says what to do. A Content-Length request body is read and dropped;
+/// pipelined requests are answered in order.
+pub fn raw_upstream(script: impl Fn(usize, &[u8]) -> Reply + Send + Sync + 'static) -> RawUpstream {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counter = requests.clone();
+    let script = Arc::new(script);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            let (counter, script) = (counter.clone(), script.clone());
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                let mut buf = [0u8; 16 * 1024];
+                for n in 0.. {
+                    let head_end = loop {
+                        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match s.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => got.extend_from_slice(&buf[..k]),
+                        }
+                    };
+                    let head: Vec<u8> = got.drain(..head_end).collect();
+                    let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                    let body =
+                        text.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+                    while got.len() < body {
+                        match s.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => got.extend_from_slice(&buf[..k]),
+                        }
+                    }
+                    got.drain(..body);
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let (answer, close) = match script(n, &head) {
+                        Reply::Close => return,
+                        Reply::Send(bytes) => (bytes, false),
+                        Reply::SendAndClose(bytes) => (bytes, true),
+                        Reply::After(delay, bytes) => {
+                            std::thread::sleep(delay);
+                            (bytes, false)
+                        }
+                    };
+                    if s.write_all(&answer).is_err() || close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    RawUpstream { port, requests }
+}
+
+/// A [`raw_upstream`] that writes the same bytes for every request.
+pub fn fixed_upstream(answer: &'static [u8]) -> RawUpstream {
+    raw_upstream(move |_, _| Reply::Send(answer.to_vec()))
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// The one token minter: a JWT signed with `key`, with `kid` in its header.
+pub fn mint(alg: jsonwebtoken::Algorithm, kid: &str, key: &jsonwebtoken::EncodingKey, claims: &serde_json::Value) -> String {
+    let header = jsonwebtoken::Header { kid: Some(kid.into()), ..jsonwebtoken::Header::new(alg) };
+    jsonwebtoken::encode(&header, claims, key).unwrap()
+}

@@ -199,6 +199,9 @@ pub struct ApplicationSpec {
     /// A blocked application is refused everywhere.
     #[serde(default)]
     pub blocked: bool,
+    /// The application's own tier: all its requests, across APIs.
+    #[serde(default)]
+    pub tier: Option<String>,
 }
 
 /// An API key, stored only as its SHA-256 (hex).

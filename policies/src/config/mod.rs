@@ -29,6 +29,9 @@ pub use crate::authn::spec::{
 pub use crate::cors::spec::CorsSpec;
 pub use crate::lifecycle::spec::{DeprecationSpec, LifecycleState};
 pub use crate::mock::spec::MockSpec;
+pub use crate::throttle::spec::{
+    ApiThrottlingSpec, ConditionLimitSpec, ConditionSpec, DenySpec, LimitSpec, MatchSpec, ThrottlingSpec, TierSpec, WhenSpec,
+};
 pub use crate::upstream::spec::{EndpointSpec, HealthCheckSpec, PassiveHealthSpec, Strategy, TargetSpec, UpstreamTlsSpec};
 pub use parse::{parse, parse_document, parse_value, Format};
 pub use units::{ByteSize, HumanDuration};
@@ -54,6 +57,12 @@ pub struct GatewaySpec {
     /// Consumers: their client ids, API keys, subscriptions.
     #[serde(default)]
     pub applications: Vec<ApplicationSpec>,
+    /// Named throttling tiers (besides the built-in Unlimited, Gold, Silver, Bronze and
+    /// Unauthenticated, which these may redefine).
+    #[serde(default)]
+    pub tiers: std::collections::BTreeMap<String, TierSpec>,
+    #[serde(default)]
+    pub throttling: ThrottlingSpec,
     /// How the gateway signs the identity it forwards to backends (`auth.backend_jwt`).
     #[serde(default)]
     pub backend_jwt: Option<BackendJwtSpec>,
@@ -139,19 +148,33 @@ pub struct AccessLogSpec {
     /// `stdout`, `stderr` or a file path (appended to).
     #[serde(default = "default_log_path")]
     pub path: String,
-    /// Lines queued for the writer thread before new lines are dropped (and counted).
+    /// Lines waiting for the writer thread before new lines are dropped (and counted).
     #[serde(default = "default_log_queue")]
     pub queue: usize,
-    /// Bytes the writer thread gathers before a write; it also flushes whenever the queue
-    /// runs empty, so a quiet gateway's log is always current.
+    /// Bytes gathered before the writer thread is woken to write them.
     #[serde(default = "default_log_buffer")]
     pub buffer_size: ByteSize,
+    /// The longest a line waits before it is written, however quiet the gateway is (nginx's
+    /// `access_log ... flush=`). Workers never wake the writer for a single line: that
+    /// wake-up and its write(2) cost more than the rest of a proxied request.
+    #[serde(default = "default_log_flush")]
+    pub flush_interval: HumanDuration,
 }
 
 impl Default for AccessLogSpec {
     fn default() -> Self {
-        Self { enabled: true, path: default_log_path(), queue: default_log_queue(), buffer_size: default_log_buffer() }
+        Self {
+            enabled: true,
+            path: default_log_path(),
+            queue: default_log_queue(),
+            buffer_size: default_log_buffer(),
+            flush_interval: default_log_flush(),
+        }
     }
+}
+
+fn default_log_flush() -> HumanDuration {
+    HumanDuration(Duration::from_millis(100))
 }
 
 fn default_log_buffer() -> ByteSize {
@@ -234,6 +257,11 @@ pub struct ApiSpec {
     /// Authentication; without it the API is open.
     #[serde(default)]
     pub auth: Option<AuthSpec>,
+    /// The tiers this API offers to subscriptions (empty: any tier).
+    #[serde(default)]
+    pub tiers: Vec<String>,
+    #[serde(default)]
+    pub throttling: Option<ApiThrottlingSpec>,
     #[serde(default)]
     pub resources: Vec<ResourceSpec>,
 }
@@ -256,6 +284,9 @@ pub struct ResourceSpec {
     /// Every one of these must be among the credential's scopes.
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// A tier for this resource and verb, all consumers together.
+    #[serde(default)]
+    pub throttling: Option<String>,
 }
 
 fn default_methods() -> Vec<String> {

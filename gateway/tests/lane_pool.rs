@@ -1,7 +1,8 @@
-//! The direct exchange (`gateway/src/direct.rs`): plain HTTP/1 requests without a body are
-//! proxied by the gateway over its own idle connections. Everything else in the suite also
-//! runs through it (routing, retries, health, timeouts, reloads under load); these tests pin
-//! down what is particular to it: that it runs (`gateway_upstream_fast_path_total`),
+//! The lane's upstream exchange and pool (`gateway/src/lane/exchange.rs`, `pool.rs`): plain
+//! HTTP/1 requests are proxied by the gateway over its own per-thread idle connections.
+//! Everything else in the suite also runs through it (routing, retries, health, timeouts,
+//! reloads under load); these tests pin down what is particular to it: that it runs
+//! (`gateway_exchange_requests_total{exchange="lane"}`),
 //! connection reuse, hop-by-hop fields, re-framing of a close-delimited response, resending
 //! after a closed kept connection (idempotent requests only), timeouts, clients that hang
 //! up, and the switch.
@@ -12,56 +13,11 @@ use common::*;
 use std::io::{Read, Write};
 use std::sync::atomic::Ordering;
 
-/// `gateway_exchange_requests_total{exchange="lane"}` from the admin listener's /metrics.
-async fn fast_path_count(gw: &TestGateway) -> u64 {
-    let text = client().get(gw.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("gateway_exchange_requests_total{exchange=\"lane\"} "))
-        .map_or(0, |v| v.trim().parse().unwrap())
-}
-
 fn failures(log_metrics: &str) -> Vec<&str> {
     log_metrics.lines().filter(|l| l.starts_with("gateway_upstream_failures_total{")).collect()
 }
 
-/// A raw HTTP/1.1 upstream run by a script: for the n-th request on a connection (from 0),
-/// `Some(delay)` answers `ok` after `delay`, `None` closes the connection without answering.
-/// Returns its port and how many requests it has read.
-fn scripted_upstream(script: fn(usize) -> Option<std::time::Duration>) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let received = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = received.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { return };
-            let counter = counter.clone();
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                for n in 0.. {
-                    let mut got = Vec::new();
-                    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match s.read(&mut buf) {
-                            Ok(0) | Err(_) => return,
-                            Ok(k) => got.extend_from_slice(&buf[..k]),
-                        }
-                    }
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    match script(n) {
-                        None => return,
-                        Some(delay) => {
-                            std::thread::sleep(delay);
-                            if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").is_err() {
-                                return;
-                            }
-                        }
-                    }
-                }
-            });
-        }
-    });
-    (port, received)
-}
+const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 
 fn config(upstream: &str, server: &str) -> String {
     format!(
@@ -96,7 +52,7 @@ async fn sequential_requests_share_one_upstream_connection_and_hop_by_hop_fields
     }
     assert_eq!(up.hits.load(Ordering::SeqCst), 20);
     assert_eq!(up.connections.load(Ordering::SeqCst), 1, "one kept connection served every request");
-    assert_eq!(fast_path_count(&gw).await, 20, "every request took the fast path");
+    assert_eq!(lane_count(&gw).await, 20, "every request took the fast path");
 
     // A client's `Connection: close` ends its own connection, not the upstream one.
     let raw = gw.raw("GET /svc/v1/bye HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
@@ -109,14 +65,15 @@ async fn sequential_requests_share_one_upstream_connection_and_hop_by_hop_fields
     // which sends HTTP/1.1 upstream.
     let raw = gw.raw("GET /svc/v1/old HTTP/1.0\r\nHost: x\r\n\r\n");
     assert!(raw.contains("200 OK"), "{raw}");
-    assert_eq!(fast_path_count(&gw).await, 21, "the HTTP/1.0 request was not the lane's");
+    assert_eq!(lane_count(&gw).await, 21, "the HTTP/1.0 request was not the lane's");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_kept_connection_found_closed_is_resent_once_for_idempotent_requests_only() {
     // Each connection answers its first request, then reads the next one and hangs up
     // without answering: the upstream closed a kept connection just as it was reused.
-    let (port, received) = scripted_upstream(|n| (n == 0).then_some(std::time::Duration::ZERO));
+    let up = raw_upstream(|n, _| if n == 0 { Reply::Send(OK.to_vec()) } else { Reply::Close });
+    let (port, received) = (up.port, up.requests);
     let gw = TestGateway::start(&config(&format!("http://127.0.0.1:{port}"), "server: { threads: 1 }\n"));
     let c = client();
     assert_eq!(c.get(gw.url("/svc/v1/a")).send().await.unwrap().status(), 200);
@@ -133,13 +90,14 @@ async fn a_kept_connection_found_closed_is_resent_once_for_idempotent_requests_o
     let metrics = c.get(gw.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(failures(&metrics).is_empty(), "a closed kept connection is not a target failure: {:?}", failures(&metrics));
     // All three were answered by the lane, the 502 included.
-    assert_eq!(fast_path_count(&gw).await, 3);
+    assert_eq!(lane_count(&gw).await, 3);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_timeout_after_sending_is_final_and_counted() {
     // The first request on a connection is answered at once, the next after 2 s.
-    let (port, received) = scripted_upstream(|n| Some(std::time::Duration::from_millis(if n == 0 { 0 } else { 2_000 })));
+    let up = raw_upstream(|n, _| Reply::After(std::time::Duration::from_millis(if n == 0 { 0 } else { 2_000 }), OK.to_vec()));
+    let (port, received) = (up.port, up.requests);
     let upstream = format!("http://127.0.0.1:{port}");
     let cfg = format!(
         "server: {{ threads: 1 }}\naccess_log: {{ enabled: false }}\nlisteners: [{{ address: \"127.0.0.1:{{port}}\" }}]\nadmin: {{ address: \"127.0.0.1:{{admin}}\" }}\napis:\n  - name: svc\n    context: /svc\n    version: v1\n    endpoint: {{ targets: [{{ url: \"{upstream}\" }}, {{ url: \"{upstream}/\" }}], retries: 1, read_timeout: 300ms }}\n    resources: [{{ path: \"/*\", methods: [ANY] }}]\n"
@@ -182,16 +140,7 @@ async fn a_client_that_hangs_up_ends_the_exchange() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_close_delimited_response_is_rechunked_and_the_client_connection_stays_open() {
     // HTTP/1.0 style: no Content-Length, the body ends when the upstream closes.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { return };
-            let mut buf = [0u8; 4096];
-            let _ = s.read(&mut buf);
-            let _ = s.write_all(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil close");
-        }
-    });
+    let port = raw_upstream(|_, _| Reply::SendAndClose(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil close".to_vec())).port;
     let gw = TestGateway::start(&config(&format!("http://127.0.0.1:{port}"), ""));
     let mut s = std::net::TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
     s.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
@@ -224,54 +173,31 @@ async fn the_fast_path_can_be_switched_off() {
     }
     // Pingora's pool reuses the connection too.
     assert_eq!(up.connections.load(Ordering::SeqCst), 1);
-    assert_eq!(fast_path_count(&gw).await, 0, "the switch is off");
+    assert_eq!(lane_count(&gw).await, 0, "the switch is off");
 }
 
-/// A raw upstream that answers every request with `body`, framed by Content-Length or, when
-/// `chunked`, in 16 KiB chunks; keep-alive.
-fn bulk_upstream(body: std::sync::Arc<Vec<u8>>, chunked: bool) -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { return };
-            let body = body.clone();
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                loop {
-                    let mut got = Vec::new();
-                    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match s.read(&mut buf) {
-                            Ok(0) | Err(_) => return,
-                            Ok(k) => got.extend_from_slice(&buf[..k]),
-                        }
-                    }
-                    let head_only = got.starts_with(b"HEAD ");
-                    let mut out = Vec::new();
-                    if chunked {
-                        out.extend_from_slice(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
-                        if !head_only {
-                            for c in body.chunks(16 * 1024) {
-                                out.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
-                                out.extend_from_slice(c);
-                                out.extend_from_slice(b"\r\n");
-                            }
-                            out.extend_from_slice(b"0\r\n\r\n");
-                        }
-                    } else {
-                        out.extend_from_slice(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes());
-                        if !head_only {
-                            out.extend_from_slice(&body);
-                        }
-                    }
-                    if s.write_all(&out).is_err() {
-                        return;
-                    }
-                }
-            });
+/// An answer with `body`, framed by Content-Length or, when `chunked`, in 16 KiB chunks; only
+/// the head for a HEAD request.
+fn bulk_answer(body: &[u8], chunked: bool, head: &[u8]) -> Vec<u8> {
+    let head_only = head.starts_with(b"HEAD ");
+    let mut out = Vec::new();
+    if chunked {
+        out.extend_from_slice(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+        if !head_only {
+            for c in body.chunks(16 * 1024) {
+                out.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+                out.extend_from_slice(c);
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(b"0\r\n\r\n");
         }
-    });
-    port
+    } else {
+        out.extend_from_slice(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes());
+        if !head_only {
+            out.extend_from_slice(body);
+        }
+    }
+    out
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -280,7 +206,8 @@ async fn large_bodies_stream_through_intact_and_head_gets_none() {
     let body: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8 ^ (i >> 16) as u8).collect();
     let body = std::sync::Arc::new(body);
     for chunked in [false, true] {
-        let port = bulk_upstream(body.clone(), chunked);
+        let body_for_upstream = body.clone();
+        let port = raw_upstream(move |_, head| Reply::Send(bulk_answer(&body_for_upstream, chunked, head))).port;
         let gw = TestGateway::start(&config(&format!("http://127.0.0.1:{port}"), "server: { threads: 1 }\n"));
         let c = client();
         for _ in 0..3 {
@@ -295,6 +222,6 @@ async fn large_bodies_stream_through_intact_and_head_gets_none() {
         assert!(r.bytes().await.unwrap().is_empty());
         // HEAD and the GETs kept one upstream connection going: the next GET still works.
         assert_eq!(c.get(gw.url("/svc/v1/big")).send().await.unwrap().bytes().await.unwrap().len(), body.len());
-        assert_eq!(fast_path_count(&gw).await, 5, "chunked={chunked}");
+        assert_eq!(lane_count(&gw).await, 5, "chunked={chunked}");
     }
 }
