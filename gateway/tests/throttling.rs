@@ -256,3 +256,109 @@ async fn both_exchanges_answer_throttled_requests_alike_and_a_handed_off_request
     assert_eq!(metric(&gw, "gateway_request_decisions_total{exchange=\"pingora\"}").await, 1);
     assert_eq!(metric(&gw, "gateway_request_decisions_total{exchange=\"lane\"}").await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn at_ten_times_the_limit_every_window_admits_the_limit_and_no_span_more() {
+    // 100 per second at the API level; 8 keep-alive clients send as fast as they can (well
+    // over 1,000 per second) for 3.5 s: 4 windows' worth.
+    let up = TestUpstream::start("a").await;
+    let cfg = config(&up.url(), "", 3)
+        .replace("  Tiny: { requests: 2, per: 1m }", "  Tiny: { requests: 2, per: 1m }\n  Load: { requests: 100, per: 1s }")
+        .replace("throttling: { api: Small }", "throttling: { api: Load }");
+    let gw = TestGateway::start(&cfg);
+    let started = std::time::Instant::now();
+    let run = Duration::from_millis(3_500);
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let port = gw.port;
+            std::thread::spawn(move || {
+                let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let (mut admitted, mut sent, mut rest) = (Vec::new(), 0u32, Vec::new());
+                // Bounded in time and in count.
+                while started.elapsed() < run && sent < 200_000 {
+                    std::io::Write::write_all(&mut s, b"GET /api/v1/load HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+                    sent += 1;
+                    let (head, _) = read_response(&mut s, &mut rest);
+                    if head.starts_with("http/1.1 200") {
+                        admitted.push(started.elapsed());
+                    } else {
+                        assert!(head.starts_with("http/1.1 429"), "{head}");
+                    }
+                }
+                (admitted, sent)
+            })
+        })
+        .collect();
+    let mut admitted = Vec::new();
+    let mut sent = 0;
+    for c in clients {
+        let (a, n) = c.join().unwrap();
+        admitted.extend(a);
+        sent += n;
+    }
+    admitted.sort();
+    assert!(sent > 10 * 350, "the load reached ten times the limit: {sent} sent in 3.5 s");
+    // Admissions come in one burst per window (as the window's oldest slot frees): group
+    // them by gaps of more than half a window.
+    let mut windows: Vec<Vec<Duration>> = Vec::new();
+    for t in &admitted {
+        match windows.last_mut() {
+            Some(w) if *t - *w.last().unwrap() < Duration::from_millis(500) => w.push(*t),
+            _ => windows.push(vec![*t]),
+        }
+    }
+    let counts: Vec<usize> = windows.iter().map(Vec::len).collect();
+    // The last window may be cut short by the end of the run; every full one admits the
+    // limit, within 1 %.
+    assert!(counts.len() >= 3, "{counts:?}");
+    for c in &counts[..counts.len() - 1] {
+        assert!((99..=100).contains(c), "per window: {counts:?}");
+    }
+    // No span of one second holds more than the limit (client-side times: a few ms of jitter
+    // against the window's 10 ms slots).
+    for (i, t) in admitted.iter().enumerate() {
+        let in_span = admitted[i..].iter().take_while(|u| **u < *t + Duration::from_millis(990)).count();
+        assert!(in_span <= 100, "{in_span} admitted within 1 s of {t:?}: {counts:?}");
+    }
+    assert_eq!(up.hits.load(std::sync::atomic::Ordering::SeqCst), admitted.len());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_ip_level_counts_each_address_and_legacy_fields_can_be_added() {
+    let up = TestUpstream::start("a").await;
+    let cfg = config(&up.url(), "", 100)
+        .replace("  trust_forwarded_for: 1", "  trust_forwarded_for: 1\n  ip: { requests: 2, per: 10s }\n  legacy_headers: true");
+    let gw = TestGateway::start(&cfg);
+    let (status, head, _) = get(&gw, "/cond/v1/a", &from("198.51.100.20"));
+    assert_eq!(status, 200);
+    // The tightest limit is the address's (2 per 10 s), named after its level.
+    assert_eq!(field(&head, "ratelimit-policy"), Some("\"ip\";q=2;w=10"), "{head}");
+    assert_eq!(field(&head, "x-ratelimit-limit"), Some("2"), "{head}");
+    assert_eq!(field(&head, "x-ratelimit-remaining"), Some("1"), "{head}");
+    assert_eq!(field(&head, "x-ratelimit-reset"), Some("10"), "{head}");
+    assert_eq!(get(&gw, "/cond/v1/a", &from("198.51.100.20")).0, 200);
+    let (status, head, problem) = get(&gw, "/api/v1/a", &from("198.51.100.20"));
+    assert_eq!((status, problem["level"].as_str(), problem["tier"].as_str()), (429, Some("ip"), Some("ip")));
+    assert_eq!(field(&head, "x-ratelimit-remaining"), Some("0"), "{head}");
+    assert_eq!(get(&gw, "/cond/v1/a", &from("198.51.100.21")).0, 200, "another address");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_subscription_burst_and_the_application_quota_refuse_at_their_limits() {
+    let up = TestUpstream::start("a").await;
+    let cfg = config(&up.url(), "", 3)
+        .replace("  Tiny: { requests: 2, per: 1m }", "  Tiny: { requests: 2, per: 1m }\n  SubBurst: { requests: 100, per: 1m, burst: { requests: 2, per: 5s } }\n  AppQuota: { requests: 3, per: 1m }")
+        .replace("partner, tier: Bursty,", "partner, tier: AppQuota,")
+        .replace("{ api: app, tier: Unlimited }", "{ api: app, tier: SubBurst }");
+    let gw = TestGateway::start(&cfg);
+    let key = "apikey: partner-key-123\r\n";
+    assert_eq!(get(&gw, "/app/v1/a", key).0, 200);
+    assert_eq!(get(&gw, "/app/v1/a", key).0, 200);
+    let (status, _, problem) = get(&gw, "/app/v1/a", key);
+    assert_eq!((status, problem["level"].as_str(), problem["tier"].as_str()), (429, Some("subscription_burst"), Some("SubBurst")));
+    // The application's own quota (3 per minute, across its APIs): one left, on another API.
+    assert_eq!(get(&gw, "/sub/v1/a", key).0, 200);
+    let (status, _, problem) = get(&gw, "/sub/v1/a", key);
+    assert_eq!((status, problem["level"].as_str(), problem["tier"].as_str()), (429, Some("application"), Some("AppQuota")));
+}

@@ -91,9 +91,9 @@ pub(super) fn upstream_head(out: &mut Vec<u8>, view: &View<'_>, edits: &Upstream
 /// Pingora's path forwards it (RFC 9110 §15.2: a proxy forwards 1xx responses).
 pub(super) fn response_head(out: &mut Vec<u8>, buf: &[u8], h: &UpHead, ctx: &RequestCtx, view: &View<'_>, close: bool) {
     let interim = h.status < 200;
-    // The gateway's headers, gathered first: those it inserts replace the upstream's. (No
-    // allocation unless the API has lifecycle or CORS headers.)
-    let mut ours: Vec<(http::HeaderName, http::HeaderValue, Combine)> = Vec::new();
+    // The gateway's headers, gathered first: those it inserts replace the upstream's. (On
+    // the stack for up to eight: lifecycle, CORS and rate-limit fields.)
+    let mut ours: smallvec::SmallVec<[(http::HeaderName, http::HeaderValue, Combine); 8]> = smallvec::SmallVec::new();
     response_edits(ctx, view, |n, v, c| ours.push((n.clone(), v.clone(), c)));
     out.clear();
     out.extend_from_slice(b"HTTP/1.1 ");

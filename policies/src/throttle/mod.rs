@@ -25,7 +25,7 @@ use http::{HeaderName, HeaderValue};
 use ipnet::IpNet;
 use regex::Regex;
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasher, Hash, RandomState};
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 use store::{Check, CounterStore, Key, LocalStore, Outcome, Standing};
@@ -181,12 +181,13 @@ pub enum CountBy {
     Header(HeaderName),
 }
 
-/// The process's keyed hash for counter keys: keyed once per process (values a client
-/// chooses, like a header, cannot be picked to collide with someone else's counter), stable
-/// across reloads.
-fn hasher() -> &'static RandomState {
-    static H: OnceLock<RandomState> = OnceLock::new();
-    H.get_or_init(RandomState::new)
+/// The process's keyed hash for counter keys: keyed once per process with random keys
+/// (values a client chooses, like a header, cannot be picked to collide with someone else's
+/// counter), stable across reloads. aHash: a few ns for these short keys, where SipHash
+/// took a quarter of the whole decision.
+fn hasher() -> &'static ahash::RandomState {
+    static H: OnceLock<ahash::RandomState> = OnceLock::new();
+    H.get_or_init(ahash::RandomState::new)
 }
 
 /// The key hash of `parts`; never 0 (the overflow key).
@@ -299,7 +300,8 @@ pub fn checks(
     client: Option<IpAddr>,
 ) -> Checks {
     let mut out = Checks::default();
-    let ip_key = |level: Level| client.map(|ip| key_hash((level as u8, ip)));
+    // A key's level is part of it (store::Key): one hash may serve two levels.
+    let ip_key = |_: Level| client.map(key_hash);
     if let (Some(limit), Some(k)) = (t.ip, ip_key(Level::Ip)) {
         out.push(Level::Ip, NO_TIER, k, limit, true);
     }
@@ -309,7 +311,7 @@ pub fn checks(
     }
     if let Some((resource, Some(i))) = resource {
         if let Some(q) = tier(i).and_then(|t| t.quota) {
-            let k = key_hash((Level::Resource as u8, api.key, resource, method.as_str()));
+            let k = key_hash((api.key, resource, method.as_str()));
             out.push(Level::Resource, i, k, q, tier(i).is_none_or(|t| t.enforce));
         }
     }
@@ -325,12 +327,12 @@ pub fn checks(
             let app = p.application.and_then(|a| Some((a, *t.app_keys.get(a as usize)?)));
             if let (Some((_, app_key)), Some(i)) = (app, p.tier.as_deref().and_then(|n| t.tier_index.get(n)).copied()) {
                 if let Some(tr) = tier(i) {
-                    let k = key_hash((Level::Subscription as u8, app_key, api.key));
+                    let k = (app_key ^ api.key.rotate_left(17)).max(1);
                     if let Some(q) = tr.quota {
                         out.push(Level::Subscription, i, k, q, tr.enforce);
                     }
                     if let (Some(b), Some(_)) = (tr.burst, tr.quota) {
-                        out.push(Level::SubscriptionBurst, i, key_hash((Level::SubscriptionBurst as u8, k)), b, true);
+                        out.push(Level::SubscriptionBurst, i, k, b, true);
                     }
                 }
             }
@@ -338,9 +340,9 @@ pub fn checks(
                 if let Some(i) = t.app_tiers.get(a as usize).copied().flatten() {
                     if let Some(tr) = tier(i) {
                         if let Some(q) = tr.quota {
-                            out.push(Level::Application, i, key_hash((Level::Application as u8, app_key)), q, tr.enforce);
+                            out.push(Level::Application, i, app_key, q, tr.enforce);
                             if let Some(b) = tr.burst {
-                                out.push(Level::ApplicationBurst, i, key_hash((Level::ApplicationBurst as u8, app_key)), b, true);
+                                out.push(Level::ApplicationBurst, i, app_key, b, true);
                             }
                         }
                     }
@@ -438,41 +440,50 @@ impl Throttled {
 }
 
 /// `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers), and with
-/// `legacy` the `X-RateLimit-*` trio, for a request's tightest limit.
+/// `legacy` the `X-RateLimit-*` trio, for a request's tightest limit. Written on every
+/// counted request: the values are formatted on the stack, one allocation each.
 pub fn rate_limit_fields(policy: &str, window_ms: u64, s: &Standing, legacy: bool) -> impl Iterator<Item = (HeaderName, HeaderValue)> {
     static POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
     static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
     static X_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
     static X_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
     static X_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
-    let name = sf_string(policy);
     let window_s = window_ms.div_ceil(1000).max(1);
     // A slot's requests count up to 1 % past the window; the fields never say more than `w`.
     let reset_s = s.reset_ms.min(window_ms).div_ceil(1000);
-    let value = |text: String| HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static(""));
-    let mut out = vec![
-        (POLICY.clone(), value(format!("{name};q={};w={window_s}", s.limit))),
-        (RATELIMIT.clone(), value(format!("{name};r={};t={reset_s}", s.remaining))),
-    ];
+    let value = |args: std::fmt::Arguments<'_>| {
+        let mut buf = [0u8; 192];
+        let mut w = &mut buf[..];
+        let _ = std::io::Write::write_fmt(&mut w, args);
+        let left = w.len();
+        HeaderValue::from_bytes(&buf[..buf.len() - left]).unwrap_or(HeaderValue::from_static(""))
+    };
+    let name = SfString(policy);
+    let mut out: [Option<(HeaderName, HeaderValue)>; 5] = Default::default();
+    out[0] = Some((POLICY.clone(), value(format_args!("{name};q={};w={window_s}", s.limit))));
+    out[1] = Some((RATELIMIT.clone(), value(format_args!("{name};r={};t={reset_s}", s.remaining))));
     if legacy {
-        out.push((X_LIMIT.clone(), HeaderValue::from(s.limit)));
-        out.push((X_REMAINING.clone(), HeaderValue::from(s.remaining)));
-        out.push((X_RESET.clone(), HeaderValue::from(reset_s)));
+        out[2] = Some((X_LIMIT.clone(), HeaderValue::from(s.limit)));
+        out[3] = Some((X_REMAINING.clone(), HeaderValue::from(s.remaining)));
+        out[4] = Some((X_RESET.clone(), HeaderValue::from(reset_s)));
     }
-    out.into_iter()
+    out.into_iter().flatten()
 }
 
-/// A structured-field string (RFC 9651) of `s`: quoted, with `"` and `\` escaped and
+/// A structured-field string (RFC 9651) of the text: quoted, with `"` and `\` escaped and
 /// anything outside printable ASCII left out.
-fn sf_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars().filter(|c| (' '..='~').contains(c)) {
-        if c == '"' || c == '\\' {
-            out.push('\\');
+struct SfString<'a>(&'a str);
+
+impl std::fmt::Display for SfString<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write;
+        f.write_char('"')?;
+        for c in self.0.chars().filter(|c| (' '..='~').contains(c)) {
+            if c == '"' || c == '\\' {
+                f.write_char('\\')?;
+            }
+            f.write_char(c)?;
         }
-        out.push(c);
+        f.write_char('"')
     }
-    out.push('"');
-    out
 }

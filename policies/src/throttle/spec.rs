@@ -76,7 +76,7 @@ fn default_unauthenticated() -> String {
     UNAUTHENTICATED.into()
 }
 fn default_max_keys() -> usize {
-    1_000_000
+    200_000
 }
 
 /// Deny lists.
