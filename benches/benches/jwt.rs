@@ -141,6 +141,7 @@ fn bench(c: &mut Criterion) {
         scopes: vec!["read".to_string(), "write".to_string()].into(),
         tier: Some("Gold".into()),
         via_api_key: false,
+        claims: policies::authn::jwt::no_extra(),
     };
     let (api, app): (std::sync::Arc<str>, std::sync::Arc<str>) = ("orders".into(), "mobile".into());
     assert!(bj.assertion(&api, Some(&app), &principal, NOW).is_some());

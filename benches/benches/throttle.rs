@@ -35,7 +35,14 @@ fn bench(c: &mut Criterion) {
     let spec = parse(CONFIG.as_bytes(), Format::Yaml).expect("config parses");
     let snapshot = Arc::new(compile(&spec, &Durable::new()).expect("config compiles"));
     let req = http::Request::get("/orders/v1/order/7").body(()).expect("request").into_parts().0;
-    let principal = Principal { application: Some(0), user: None, scopes: Arc::from([]), tier: Some(Arc::from("Huge")), via_api_key: true };
+    let principal = Principal {
+        application: Some(0),
+        user: None,
+        scopes: Arc::from([]),
+        tier: Some(Arc::from("Huge")),
+        via_api_key: true,
+        claims: policies::authn::jwt::no_extra(),
+    };
     let decide = |snapshot: &policies::Snapshot, now: u64| {
         let api = &snapshot.apis[0];
         let checks = throttle::checks(

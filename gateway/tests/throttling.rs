@@ -362,3 +362,53 @@ async fn the_subscription_burst_and_the_application_quota_refuse_at_their_limits
     let (status, _, problem) = get(&gw, "/sub/v1/a", key);
     assert_eq!((status, problem["level"].as_str(), problem["tier"].as_str()), (429, Some("application"), Some("AppQuota")));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_claim_condition_limits_the_tokens_that_carry_the_claim_per_user() {
+    const SECRET: &str = "throttling-test-hs256-secret-of-32-bytes-or-more";
+    let up = TestUpstream::start("a").await;
+    let cfg = format!(
+        r#"access_log: {{ enabled: false }}
+listeners: [{{ address: "127.0.0.1:{{port}}" }}]
+admin: {{ address: "127.0.0.1:{{admin}}" }}
+key_managers:
+  - {{ type: jwt, name: idp, issuer: "https://idp.example/", algorithms: [HS256], keys: [{{ kid: hs1, alg: HS256, secret_env: THROTTLE_HS }}] }}
+applications:
+  - {{ id: web, client_ids: [web-client], subscriptions: [{{ api: claimed, tier: Unlimited }}] }}
+apis:
+  - name: claimed
+    context: /claimed
+    version: v1
+    endpoint: {{ targets: [{{ url: "{}" }}] }}
+    auth: {{ key_managers: [idp], require_subscription: true }}
+    throttling:
+      conditions:
+        - {{ when: {{ claim: {{ plan: free }} }}, limit: {{ requests: 1, per: 1m, key: user }} }}
+        - {{ when: {{ claim: {{ plan: {{ regex: "^(pro|team)$" }} }}, invert: true }}, limit: {{ requests: 2, per: 1m, key: user }} }}
+    resources: [{{ path: "/*", methods: [ANY] }}]
+"#,
+        up.url()
+    );
+    let gw = TestGateway::start_with(&cfg, &[("THROTTLE_HS", SECRET)], "gateway.yaml");
+    let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
+    let token = |user: &str, plan: Option<&str>| {
+        let mut claims = serde_json::json!({ "iss": "https://idp.example/", "exp": unix_now() + 600, "sub": user, "azp": "web-client" });
+        if let Some(p) = plan {
+            claims["plan"] = p.into();
+        }
+        format!("Authorization: Bearer {}\r\n", mint(jsonwebtoken::Algorithm::HS256, "hs1", &key, &claims))
+    };
+    // plan=free: 1 per minute per user.
+    assert_eq!(get(&gw, "/claimed/v1/a", &token("ann", Some("free"))).0, 200);
+    let (status, _, problem) = get(&gw, "/claimed/v1/a", &token("ann", Some("free")));
+    assert_eq!((status, problem["level"].as_str()), (429, Some("condition")));
+    assert_eq!(get(&gw, "/claimed/v1/a", &token("bob", Some("free"))).0, 200, "per user");
+    // A pro user matches neither condition (the second is inverted): not limited.
+    for _ in 0..4 {
+        assert_eq!(get(&gw, "/claimed/v1/a", &token("cat", Some("pro"))).0, 200);
+    }
+    // No plan claim at all: the inverted condition applies (2 per minute).
+    assert_eq!(get(&gw, "/claimed/v1/a", &token("dan", None)).0, 200);
+    assert_eq!(get(&gw, "/claimed/v1/a", &token("dan", None)).0, 200);
+    assert_eq!(get(&gw, "/claimed/v1/a", &token("dan", None)).0, 429);
+}

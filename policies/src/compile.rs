@@ -37,7 +37,8 @@ pub fn compile(spec: &GatewaySpec, durable: &Durable) -> Result<Snapshot, Vec<Co
     let mut warnings = Errors::default();
     check_process(spec, &mut errors);
 
-    let (key_managers, introspectors) = compile_key_managers(spec, durable, &mut errors, &mut warnings);
+    let claims = crate::throttle::compile::condition_claims(spec);
+    let (key_managers, introspectors) = compile_key_managers(spec, durable, &claims, &mut errors, &mut warnings);
     let backend_jwt = compile_backend_jwt(spec, durable, &mut errors, &mut warnings);
     let applications = compile_applications(spec, &mut errors);
     let km_index = key_manager_index(spec);

@@ -45,6 +45,7 @@ pub(crate) fn key_manager_index(spec: &GatewaySpec) -> HashMap<&str, KmRef<'_>> 
 pub(crate) fn compile_key_managers(
     spec: &GatewaySpec,
     durable: &Durable,
+    extra_claims: &Arc<[Box<str>]>,
     errors: &mut Errors,
     warnings: &mut Errors,
 ) -> (Vec<KeyManager>, Vec<Introspector>) {
@@ -58,12 +59,12 @@ pub(crate) fn compile_key_managers(
         }
         match km {
             KeyManagerSpec::Jwt(j) => {
-                if let Some(km) = compile_jwt(j, &path, durable, errors, warnings) {
+                if let Some(km) = compile_jwt(j, &path, durable, extra_claims, errors, warnings) {
                     out.push(km);
                 }
             }
             KeyManagerSpec::Introspection(x) => {
-                if let Some(intro) = compile_introspection(x, &path, durable, errors) {
+                if let Some(intro) = compile_introspection(x, &path, durable, extra_claims, errors) {
                     intros.push(intro);
                 }
             }
@@ -72,7 +73,13 @@ pub(crate) fn compile_key_managers(
     (out, intros)
 }
 
-fn compile_introspection(spec: &IntrospectionSpec, path: &str, durable: &Durable, errors: &mut Errors) -> Option<Introspector> {
+fn compile_introspection(
+    spec: &IntrospectionSpec,
+    path: &str,
+    durable: &Durable,
+    extra_claims: &Arc<[Box<str>]>,
+    errors: &mut Errors,
+) -> Option<Introspector> {
     let before = errors.0.len();
     let endpoint =
         spec.endpoint.parse::<http::Uri>().ok().filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
@@ -104,8 +111,10 @@ fn compile_introspection(spec: &IntrospectionSpec, path: &str, durable: &Durable
     let mut fp = Sha256::new();
     fp.update(format!("{spec:?}"));
     fp.update(secret.as_deref()?.as_bytes());
+    // Cached answers hold the claims picked for throttling conditions: a new list, new caches.
+    fp.update(format!("{extra_claims:?}"));
     let fp = hex::encode(fp.finalize());
-    Some(Introspector::new(
+    let mut intro = Introspector::new(
         endpoint?,
         authorization,
         spec.timeout.0.as_millis() as u64,
@@ -114,10 +123,19 @@ fn compile_introspection(spec: &IntrospectionSpec, path: &str, durable: &Durable
         durable.token_cache(&format!("{fp}+"), 100_000),
         durable.token_cache(&format!("{fp}-"), 100_000),
         &spec.claims,
-    ))
+    );
+    intro.extra_claims = extra_claims.clone();
+    Some(intro)
 }
 
-fn compile_jwt(spec: &JwtKeyManagerSpec, path: &str, durable: &Durable, errors: &mut Errors, warnings: &mut Errors) -> Option<KeyManager> {
+fn compile_jwt(
+    spec: &JwtKeyManagerSpec,
+    path: &str,
+    durable: &Durable,
+    extra_claims: &Arc<[Box<str>]>,
+    errors: &mut Errors,
+    warnings: &mut Errors,
+) -> Option<KeyManager> {
     let before = errors.0.len();
     let mut allowed = Vec::new();
     for (k, a) in spec.algorithms.iter().enumerate() {
@@ -136,6 +154,8 @@ fn compile_jwt(spec: &JwtKeyManagerSpec, path: &str, durable: &Durable, errors: 
     let mut fingerprint = Sha256::new();
     // The whole spec (names of secrets, never their values) plus the key material below.
     fingerprint.update(format!("{spec:?}"));
+    // Cached tokens hold the claims picked for throttling conditions.
+    fingerprint.update(format!("{extra_claims:?}"));
     let mut keys = Vec::new();
     for (k, key) in spec.keys.iter().enumerate() {
         let kpath = format!("{path}.keys[{k}]");
@@ -198,7 +218,8 @@ fn compile_jwt(spec: &JwtKeyManagerSpec, path: &str, durable: &Durable, errors: 
         spec.claims.user.clone(),
         spec.claims.scopes.clone(),
     );
-    let verifier = verifier.with_max_header(spec.max_header_size.0 as usize);
+    let mut verifier = verifier.with_max_header(spec.max_header_size.0 as usize);
+    verifier.extra_claims = extra_claims.clone();
     let verifier = match &remote {
         Some(r) => verifier.with_remote(r.source.clone(), r.cooldown_ms),
         None => verifier,

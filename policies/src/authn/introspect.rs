@@ -8,7 +8,7 @@
 //! - The call is made by the gateway (single-flight per token); a failed or slow call is not
 //!   a verdict on the token: it answers 503 and is not cached.
 
-use super::jwt::VerifiedClaims;
+use super::jwt::{no_extra, pick_claims, VerifiedClaims};
 use super::TokenCache;
 use std::sync::Arc;
 
@@ -26,6 +26,8 @@ pub struct Introspector {
     claim_application: String,
     claim_user: String,
     claim_scopes: String,
+    /// Claims to keep for throttling conditions (the compiler sets it).
+    pub extra_claims: Arc<[Box<str>]>,
 }
 
 /// The outcome of a call, as the gateway hands it back.
@@ -60,6 +62,7 @@ impl Introspector {
             claim_application: claims.application.clone(),
             claim_user: claims.user.clone(),
             claim_scopes: claims.scopes.clone(),
+            extra_claims: Arc::from(Vec::new()),
         }
     }
 
@@ -77,7 +80,8 @@ impl Introspector {
             return IntrospectionResult::Unavailable("the introspection response is not JSON".into());
         };
         if v.get("active").and_then(serde_json::Value::as_bool) != Some(true) {
-            let inactive = Arc::new(VerifiedClaims { exp: 0, application: None, user: None, scopes: super::no_scopes() });
+            let inactive =
+                Arc::new(VerifiedClaims { exp: 0, application: None, user: None, scopes: super::no_scopes(), extra: no_extra() });
             self.negative.insert(token, inactive, now + self.negative_ttl, now);
             return IntrospectionResult::Inactive;
         }
@@ -85,7 +89,8 @@ impl Introspector {
         let exp = v.get("exp").and_then(serde_json::Value::as_u64);
         if exp.is_some_and(|e| e <= now) {
             // Active but already expired: the IdP's clock and ours disagree; trust the time.
-            let inactive = Arc::new(VerifiedClaims { exp: 0, application: None, user: None, scopes: super::no_scopes() });
+            let inactive =
+                Arc::new(VerifiedClaims { exp: 0, application: None, user: None, scopes: super::no_scopes(), extra: no_extra() });
             self.negative.insert(token, inactive, now + self.negative_ttl, now);
             return IntrospectionResult::Inactive;
         }
@@ -100,6 +105,7 @@ impl Introspector {
             application: string(&self.claim_application),
             user: string(&self.claim_user).map(Into::into),
             scopes: scopes.into(),
+            extra: v.as_object().map_or_else(no_extra, |o| pick_claims(o, &self.extra_claims)),
         });
         self.positive.insert(token, claims.clone(), until, now);
         IntrospectionResult::Active(claims)

@@ -114,6 +114,38 @@ pub struct VerifiedClaims {
     /// Shared with every principal made from this (cached) token: no copy per request.
     pub user: Option<std::sync::Arc<str>>,
     pub scopes: std::sync::Arc<[String]>,
+    /// The claims throttling conditions match on (`when: { claim: ... }`), as strings.
+    pub extra: ExtraClaims,
+}
+
+/// Named claim values carried from a verified token to the principal.
+pub type ExtraClaims = std::sync::Arc<[(Box<str>, Box<str>)]>;
+
+/// No extra claims, allocated once.
+pub fn no_extra() -> ExtraClaims {
+    static EMPTY: std::sync::OnceLock<ExtraClaims> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(|| std::sync::Arc::from(Vec::new())).clone()
+}
+
+/// The claims named in `names` (strings as they are; numbers and booleans as text; other
+/// values are left out).
+pub fn pick_claims(claims: &Map<String, Value>, names: &[Box<str>]) -> ExtraClaims {
+    if names.is_empty() {
+        return no_extra();
+    }
+    let picked: Vec<(Box<str>, Box<str>)> = names
+        .iter()
+        .filter_map(|n| {
+            let text = match claims.get(&**n)? {
+                Value::String(s) => s.clone(),
+                Value::Number(x) => x.to_string(),
+                Value::Bool(b) => b.to_string(),
+                _ => return None,
+            };
+            Some((n.clone(), text.into_boxed_str()))
+        })
+        .collect();
+    picked.into()
 }
 
 #[derive(Debug)]
@@ -132,6 +164,8 @@ pub struct JwtVerifier {
     claim_application: String,
     claim_user: String,
     claim_scopes: String,
+    /// Claims to keep for throttling conditions (the compiler sets it).
+    pub extra_claims: std::sync::Arc<[Box<str>]>,
 }
 
 /// The largest header limit: the header is decoded into a stack buffer of 3/4 of this.
@@ -168,6 +202,7 @@ impl JwtVerifier {
             claim_application,
             claim_user,
             claim_scopes,
+            extra_claims: std::sync::Arc::from(Vec::new()),
         }
     }
 
@@ -296,6 +331,7 @@ impl JwtVerifier {
             application: string(&self.claim_application),
             user: string(&self.claim_user).map(Into::into),
             scopes: scopes.into(),
+            extra: pick_claims(claims, &self.extra_claims),
         })
     }
 }

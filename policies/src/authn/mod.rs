@@ -100,6 +100,8 @@ pub struct Principal {
     /// The subscription's tier for this API, when there is one.
     pub tier: Option<Arc<str>>,
     pub via_api_key: bool,
+    /// Claims kept for throttling conditions (shared with the cached token).
+    pub claims: jwt::ExtraClaims,
 }
 
 /// What authentication needs from the snapshot.
@@ -248,7 +250,7 @@ fn principal_from_claims(cx: &AuthContext<'_>, claims: &VerifiedClaims) -> Princ
     let application = claims.application.as_deref().and_then(|c| cx.applications.by_client_id.get(c)).copied();
     // A user token names a user distinct from the client it was issued to.
     let user = claims.user.clone().filter(|u| Some(&**u) != claims.application.as_deref());
-    Principal { application, user, scopes: claims.scopes.clone(), tier: None, via_api_key: false }
+    Principal { application, user, scopes: claims.scopes.clone(), tier: None, via_api_key: false, claims: claims.extra.clone() }
 }
 
 fn from_api_key(cx: &AuthContext<'_>, key: &str) -> Option<Principal> {
@@ -257,7 +259,7 @@ fn from_api_key(cx: &AuthContext<'_>, key: &str) -> Option<Principal> {
     if !bool::from(stored.ct_eq(&digest)) {
         return None;
     }
-    Some(Principal { application: Some(*app), user: None, scopes: no_scopes(), tier: None, via_api_key: true })
+    Some(Principal { application: Some(*app), user: None, scopes: no_scopes(), tier: None, via_api_key: true, claims: jwt::no_extra() })
 }
 
 fn authorize(cx: &AuthContext<'_>, req: &dyn RequestHead, p: &mut Principal) -> Result<(), Rejection> {

@@ -191,7 +191,13 @@ fn forged_tampered_and_malformed_tokens() {
 #[test]
 fn token_cache_is_exact_and_expires() {
     let cache = TokenCache::new(32);
-    let c = Arc::new(VerifiedClaims { exp: NOW + 60, application: None, user: Some("u".into()), scopes: super::no_scopes() });
+    let c = Arc::new(VerifiedClaims {
+        exp: NOW + 60,
+        application: None,
+        user: Some("u".into()),
+        scopes: super::no_scopes(),
+        extra: super::jwt::no_extra(),
+    });
     cache.insert("tok-a", c.clone(), NOW + 60, NOW);
     assert_eq!(cache.get("tok-a", NOW).as_deref(), Some(&*c));
     assert!(cache.get("tok-b", NOW).is_none());
@@ -406,6 +412,7 @@ fn backend_jwt_without_a_key_signs_with_a_generated_es256_key_and_warns() {
         scopes: vec!["a".to_string()].into(),
         tier: Some("Gold".into()),
         via_api_key: false,
+        claims: super::jwt::no_extra(),
     };
     let api: Arc<str> = "a".into();
     let token = bj.assertion(&api, None, &p, NOW).unwrap();

@@ -210,8 +210,14 @@ pub fn compile_api_throttle(spec: &ApiSpec, path: &str, t: &Throttling, errors: 
                 query.push((name.clone(), m));
             }
         }
-        if ip.is_none() && headers.is_empty() && query.is_empty() && c.when.ip.is_none() {
-            errors.push(format!("{cpath}.when"), "name at least one of `ip`, `header` or `query`");
+        let mut claims = Vec::new();
+        for (name, m) in &c.when.claim {
+            if let Some(m) = matcher(m, format!("{cpath}.when.claim.{name}"), errors) {
+                claims.push((name.clone(), m));
+            }
+        }
+        if c.when.ip.is_none() && c.when.header.is_empty() && c.when.query.is_empty() && c.when.claim.is_empty() {
+            errors.push(format!("{cpath}.when"), "name at least one of `ip`, `header`, `query` or `claim`");
         }
         let by = match c.limit.key.as_str() {
             "application" => Some(CountBy::Application),
@@ -227,7 +233,7 @@ pub fn compile_api_throttle(spec: &ApiSpec, path: &str, t: &Throttling, errors: 
         };
         let lim = limit(&LimitSpec { requests: c.limit.requests, per: c.limit.per }, &format!("{cpath}.limit"), errors);
         if let (Some(by), Some(limit)) = (by, lim) {
-            conditions.push(Condition { ip, headers, query, invert: c.when.invert, limit, by, index: i as u32 });
+            conditions.push(Condition { ip, headers, query, claims, invert: c.when.invert, limit, by, index: i as u32 });
         }
     }
     ApiThrottle { key, api_tier, conditions }
@@ -244,4 +250,20 @@ fn matcher(m: &MatchSpec, at: String, errors: &mut Errors) -> Option<Matcher> {
             }
         },
     }
+}
+
+/// Every claim name a condition of any API matches on: the key managers keep these claims of
+/// each verified token (and the token caches are keyed by the list, so a change refetches).
+pub fn condition_claims(spec: &GatewaySpec) -> Arc<[Box<str>]> {
+    let mut names: Vec<Box<str>> = spec
+        .apis
+        .iter()
+        .filter_map(|a| a.throttling.as_ref())
+        .flat_map(|t| t.conditions.iter())
+        .flat_map(|c| c.when.claim.keys())
+        .map(|k| Box::from(k.as_str()))
+        .collect();
+    names.sort();
+    names.dedup();
+    names.into()
 }

@@ -149,6 +149,7 @@ pub struct Condition {
     pub ip: Option<IpNet>,
     pub headers: Vec<(HeaderName, Matcher)>,
     pub query: Vec<(String, Matcher)>,
+    pub claims: Vec<(String, Matcher)>,
     pub invert: bool,
     pub limit: Limit,
     pub by: CountBy,
@@ -350,7 +351,7 @@ pub fn checks(
             }
         }
     }
-    if let Some(c) = api.conditions.iter().find(|c| condition_matches(c, req, client)) {
+    if let Some(c) = api.conditions.iter().find(|c| condition_matches(c, req, client, principal)) {
         let by_ip = || client.map(|ip| key_hash((api.key, c.index, 0u8, ip)));
         let k = match &c.by {
             CountBy::Application => principal.and_then(|p| p.application).map(|a| key_hash((api.key, c.index, 1u8, a))).or_else(by_ip),
@@ -365,12 +366,17 @@ pub fn checks(
     out
 }
 
-fn condition_matches(c: &Condition, req: &dyn RequestHead, client: Option<IpAddr>) -> bool {
+fn condition_matches(c: &Condition, req: &dyn RequestHead, client: Option<IpAddr>, principal: Option<&Principal>) -> bool {
     let ip_ok = c.ip.is_none_or(|net| client.is_some_and(|ip| net.contains(&ip)));
     let headers_ok =
         c.headers.iter().all(|(name, m)| req.header(name.as_str()).and_then(|v| std::str::from_utf8(v).ok()).is_some_and(|v| m.matches(v)));
     let query_ok = c.query.iter().all(|(name, m)| query_value(req.query(), name).is_some_and(|v| m.matches(&v)));
-    (ip_ok && headers_ok && query_ok) != c.invert
+    // A request without a token (or without the claim) does not match a claim condition.
+    let claims_ok = c
+        .claims
+        .iter()
+        .all(|(name, m)| principal.and_then(|p| p.claims.iter().find(|(n, _)| **n == **name)).is_some_and(|(_, v)| m.matches(v)));
+    (ip_ok && headers_ok && query_ok && claims_ok) != c.invert
 }
 
 /// A query parameter's first value, percent- and `+`-decoded.

@@ -126,6 +126,9 @@ pub struct WhenSpec {
     /// Query parameters by name.
     #[serde(default)]
     pub query: BTreeMap<String, MatchSpec>,
+    /// Claims of the request's token by name (string, number or boolean claims, as text).
+    #[serde(default)]
+    pub claim: BTreeMap<String, MatchSpec>,
     #[serde(default)]
     pub invert: bool,
 }
