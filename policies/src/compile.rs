@@ -18,8 +18,7 @@ use crate::error::{ConfigError, Errors};
 use crate::lifecycle::compile::compile_lifecycle;
 use crate::metrics::ApiMetrics;
 use crate::mock::compile::compile_mock;
-use crate::route::compile::{compile_api_route, compile_methods};
-use crate::route::table::ParsedPattern;
+use crate::route::compile::{compile_api_route, compile_resource_route};
 use crate::route::{ResourceTable, RouteTable};
 use crate::snapshot::{Api, ProcessSettings, Resource, Snapshot};
 use crate::state::Durable;
@@ -180,7 +179,6 @@ fn compile_api(
     }
     for (j, r) in spec.resources.iter().enumerate() {
         let rpath = format!("{path}.resources[{j}]");
-        let methods = compile_methods(r, &rpath, errors);
         let mock = r.mock.as_ref().and_then(|m| compile_mock(m, &rpath, errors));
         if r.mock.is_none() && spec.endpoint.is_none() {
             errors.push_err(
@@ -188,25 +186,18 @@ fn compile_api(
                     .with_hint("add `endpoint:` to the API or `mock:` to the resource"),
             );
         }
-        match ParsedPattern::parse(&r.path) {
-            Ok(p) => {
-                if let Err(e) = table.insert(&p, methods, j as u32) {
-                    errors.push(format!("{rpath}.path"), e);
-                }
-                check_resource_auth(spec, r, &rpath, errors);
-                resources.push(Resource {
-                    path: r.path.clone(),
-                    methods,
-                    var_names: p.vars,
-                    mock,
-                    auth_type: r.auth.unwrap_or(AuthType::Any),
-                    scopes: r.scopes.clone(),
-                    throttle_tier: r.throttling.as_ref().and_then(|t| tier_ref(throttling, t, &format!("{rpath}.throttling"), errors)),
-                    lane: false,
-                });
-            }
-            Err(e) => errors.push(format!("{rpath}.path"), format!("`{}`: {e}", r.path)),
-        }
+        let Some((methods, var_names)) = compile_resource_route(&mut table, r, j as u32, &rpath, errors) else { continue };
+        check_resource_auth(spec, r, &rpath, errors);
+        resources.push(Resource {
+            path: r.path.clone(),
+            methods,
+            var_names,
+            mock,
+            auth_type: r.auth.unwrap_or(AuthType::Any),
+            scopes: r.scopes.clone(),
+            throttle_tier: r.throttling.as_ref().and_then(|t| tier_ref(throttling, t, &format!("{rpath}.throttling"), errors)),
+            lane: false,
+        });
     }
 
     if errors.0.len() > before {

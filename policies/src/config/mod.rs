@@ -30,7 +30,7 @@ pub use crate::cors::spec::CorsSpec;
 pub use crate::lifecycle::spec::{DeprecationSpec, LifecycleState};
 pub use crate::mock::spec::MockSpec;
 pub use crate::throttle::spec::{
-    ApiThrottlingSpec, ConditionLimitSpec, ConditionSpec, DenySpec, LimitSpec, MatchSpec, ThrottlingSpec, TierSpec, WhenSpec,
+    ApiThrottlingSpec, ConditionLimitSpec, ConditionSpec, DenySpec, IpLimitSpec, LimitSpec, MatchSpec, ThrottlingSpec, TierSpec, WhenSpec,
 };
 pub use crate::upstream::spec::{EndpointSpec, HealthCheckSpec, PassiveHealthSpec, Strategy, TargetSpec, UpstreamTlsSpec};
 pub use parse::{parse, parse_document, parse_value, Format};

@@ -1,8 +1,10 @@
 //! The routing part of an API spec: its context and version (its key in the
-//! [`RouteTable`](super::RouteTable)) and each resource's methods. The tables themselves are
-//! filled by [`crate::compile()`] as it walks the APIs and their resources.
+//! [`RouteTable`](super::RouteTable)) and each resource's pattern and methods, entered in the
+//! API's [`ResourceTable`](super::ResourceTable). [`crate::compile()`] walks the APIs and
+//! their resources and calls these.
 
-use super::{normalize, MethodSet};
+use super::table::ParsedPattern;
+use super::{normalize, MethodSet, ResourceTable};
 use crate::config::{ApiSpec, ResourceSpec};
 use crate::error::Errors;
 
@@ -40,4 +42,29 @@ pub(crate) fn compile_methods(r: &ResourceSpec, rpath: &str, errors: &mut Errors
         methods = methods.union(MethodSet::parse("HEAD").unwrap_or_default());
     }
     methods
+}
+
+/// A resource's pattern and methods (at `rpath`), entered in the API's resource table as
+/// resource `index`. Returns the methods and the template's variable names; `None` when the
+/// pattern is refused.
+pub(crate) fn compile_resource_route(
+    table: &mut ResourceTable,
+    r: &ResourceSpec,
+    index: u32,
+    rpath: &str,
+    errors: &mut Errors,
+) -> Option<(MethodSet, Vec<String>)> {
+    let methods = compile_methods(r, rpath, errors);
+    match ParsedPattern::parse(&r.path) {
+        Ok(p) => {
+            if let Err(e) = table.insert(&p, methods, index) {
+                errors.push(format!("{rpath}.path"), e);
+            }
+            Some((methods, p.vars))
+        }
+        Err(e) => {
+            errors.push(format!("{rpath}.path"), format!("`{}`: {e}", r.path));
+            None
+        }
+    }
 }

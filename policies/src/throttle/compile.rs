@@ -97,7 +97,13 @@ pub fn compile_throttling(spec: &GatewaySpec, durable: &Durable, errors: &mut Er
         found
     };
     let t = &spec.throttling;
-    let ip = t.ip.as_ref().and_then(|l| limit(l, "throttling.ip", errors));
+    let ip = t.ip.as_ref().and_then(|l| {
+        if l.v4_prefix > 32 || l.v6_prefix > 128 {
+            errors.push("throttling.ip", "v4_prefix is at most 32 and v6_prefix at most 128");
+        }
+        limit(&LimitSpec { requests: l.requests, per: l.per }, "throttling.ip", errors)
+    });
+    let ip_prefixes = t.ip.as_ref().map_or((32, 64), |l| (l.v4_prefix.min(32), l.v6_prefix.min(128)));
     let unauthenticated = find(&t.unauthenticated_tier, "throttling.unauthenticated_tier".into(), errors).unwrap_or(0);
     if t.trust_forwarded_for > 16 {
         errors.push("throttling.trust_forwarded_for", "at most 16 proxy hops");
@@ -150,6 +156,7 @@ pub fn compile_throttling(spec: &GatewaySpec, durable: &Durable, errors: &mut Er
         tiers,
         tier_index,
         ip,
+        ip_prefixes,
         deny_nets,
         deny_apps,
         deny_users,

@@ -114,6 +114,8 @@ pub struct Throttling {
     pub tiers: Vec<Tier>,
     pub tier_index: HashMap<Arc<str>, u32>,
     pub ip: Option<Limit>,
+    /// The prefix lengths (v4, v6) the `ip` level counts by: 32 and 128 count each address.
+    pub ip_prefixes: (u8, u8),
     pub deny_nets: Vec<IpNet>,
     /// Application indices (into `Applications::apps`) that are denied.
     pub deny_apps: HashSet<u32>,
@@ -303,8 +305,8 @@ pub fn checks(
     let mut out = Checks::default();
     // A key's level is part of it (store::Key): one hash may serve two levels.
     let ip_key = |_: Level| client.map(key_hash);
-    if let (Some(limit), Some(k)) = (t.ip, ip_key(Level::Ip)) {
-        out.push(Level::Ip, NO_TIER, k, limit, true);
+    if let (Some(limit), Some(ip)) = (t.ip, client) {
+        out.push(Level::Ip, NO_TIER, key_hash(network(ip, t.ip_prefixes)), limit, true);
     }
     let tier = |i: u32| t.tiers.get(i as usize);
     if let Some((i, q)) = api.api_tier.and_then(|i| Some((i, tier(i)?.quota?))) {
@@ -364,6 +366,19 @@ pub fn checks(
         out.push(Level::Condition, NO_TIER, k, c.limit, true);
     }
     out
+}
+
+/// The network of `ip` at the level's prefix lengths (the address itself at 32 / 128).
+fn network(ip: IpAddr, (v4, v6): (u8, u8)) -> IpAddr {
+    match ip {
+        IpAddr::V4(a) if v4 < 32 => {
+            IpAddr::V4(std::net::Ipv4Addr::from(u32::from(a) & (u32::MAX.checked_shl(32 - u32::from(v4)).unwrap_or(0))))
+        }
+        IpAddr::V6(a) if v6 < 128 => {
+            IpAddr::V6(std::net::Ipv6Addr::from(u128::from(a) & (u128::MAX.checked_shl(128 - u32::from(v6)).unwrap_or(0))))
+        }
+        other => other,
+    }
 }
 
 fn condition_matches(c: &Condition, req: &dyn RequestHead, client: Option<IpAddr>, principal: Option<&Principal>) -> bool {
@@ -491,5 +506,38 @@ impl std::fmt::Display for SfString<'_> {
             f.write_char(c)?;
         }
         f.write_char('"')
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ip_level_counts_a_network_at_its_prefix() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(network(ip("198.51.100.77"), (24, 128)), ip("198.51.100.0"));
+        assert_eq!(network(ip("198.51.100.77"), (32, 128)), ip("198.51.100.77"));
+        assert_eq!(network(ip("198.51.100.77"), (0, 128)), ip("0.0.0.0"));
+        assert_eq!(network(ip("2001:db8:1:2:3:4:5:6"), (32, 64)), ip("2001:db8:1:2::"));
+        assert_eq!(network(ip("2001:db8::1"), (24, 128)), ip("2001:db8::1"));
+    }
+
+    #[test]
+    fn the_rate_limit_fields_quote_the_tier_name() {
+        let s = Standing { limit: 10, remaining: 3, reset_ms: 60_500, over: false };
+        let fields: Vec<(String, String)> =
+            rate_limit_fields("Go\"ld\\", 60_000, &s, true).map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_string())).collect();
+        assert_eq!(
+            fields,
+            [
+                ("ratelimit-policy", "\"Go\\\"ld\\\\\";q=10;w=60"),
+                ("ratelimit", "\"Go\\\"ld\\\\\";r=3;t=60"),
+                ("x-ratelimit-limit", "10"),
+                ("x-ratelimit-remaining", "3"),
+                ("x-ratelimit-reset", "60"),
+            ]
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+        );
     }
 }

@@ -31,13 +31,35 @@ pub struct LimitSpec {
     pub per: HumanDuration,
 }
 
+/// `throttling.ip`: `requests` per `per` for each client address, or for each network of the
+/// given prefix lengths (`v4_prefix: 24` counts a /24 together).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IpLimitSpec {
+    pub requests: u64,
+    pub per: HumanDuration,
+    #[serde(default = "default_v4_prefix")]
+    pub v4_prefix: u8,
+    #[serde(default = "default_v6_prefix")]
+    pub v6_prefix: u8,
+}
+
+fn default_v4_prefix() -> u8 {
+    32
+}
+/// A /64 is what one IPv6 subscriber gets: counting per address would let one client rotate
+/// through 2^64 of them.
+fn default_v6_prefix() -> u8 {
+    64
+}
+
 /// The gateway-wide `throttling:` block.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ThrottlingSpec {
-    /// Every client address, gateway-wide.
+    /// Every client address (or network), gateway-wide.
     #[serde(default)]
-    pub ip: Option<LimitSpec>,
+    pub ip: Option<IpLimitSpec>,
     /// Refused with 403 before anything else is done.
     #[serde(default)]
     pub deny: DenySpec,
