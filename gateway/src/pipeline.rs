@@ -18,6 +18,7 @@ use policies::chain::{self, Admitted, Pending, Planned, Step};
 use policies::cors::CorsHeaders;
 use policies::metrics::DECISIONS;
 use policies::snapshot::Refusal;
+use policies::throttle::store::Acquire;
 use policies::{Rejection, RequestHead};
 use std::net::IpAddr;
 
@@ -111,8 +112,17 @@ pub async fn commit(gw: &Gateway, ctx: &RequestCtx, req: &(dyn RequestHead + Syn
         }
     };
     let mut admitted = chain::complete(&ctx.snapshot, req, pending, introspection.as_ref())?;
-    // The throttle reservation: in-process now, one Redis round trip (an await here) later.
-    chain::reserve(&ctx.snapshot, req, &mut admitted, policies::state::now_ms())?;
+    // The throttle reservation: every level in one store call.
+    let checks = chain::throttle_checks(&ctx.snapshot, req, &admitted);
+    if !checks.is_empty() {
+        let list = checks.for_store();
+        let outcome = match ctx.snapshot.throttling.store.acquire(policies::state::now_ms(), list.as_slice()) {
+            Acquire::Ready(outcome) => outcome,
+            // A remote store (Redis): one round trip, awaited here.
+            Acquire::Pending(round_trip) => round_trip.await,
+        };
+        chain::settle(&ctx.snapshot, &mut admitted, &checks, outcome)?;
+    }
     Ok(admitted)
 }
 

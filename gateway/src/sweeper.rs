@@ -8,7 +8,6 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use policies::metrics::FAMILIES;
 use policies::state::now_ms;
-use policies::throttle::store::CounterStore;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -174,16 +174,28 @@ pub fn complete(
     }
 }
 
-/// Step 9, the last of commit: counts the request in every throttling level that applies to
-/// it, or refuses it (429) without counting it anywhere. Runs once per admitted request, on
-/// the exchange that serves it; `now_ms` is the monotonic clock of [`crate::state::now_ms`].
-pub fn reserve(snapshot: &Snapshot, req: &dyn RequestHead, admitted: &mut Admitted, now_ms: u64) -> Result<(), Refusal> {
+/// Step 9, the last of commit, part one (pure): the throttling limits the admitted request
+/// is subject to. The gateway's commit hands them to the counter store once (awaiting it,
+/// for a remote store), then calls [`settle`].
+pub fn throttle_checks(snapshot: &Snapshot, req: &dyn RequestHead, admitted: &Admitted) -> throttle::Checks {
     let t = &snapshot.throttling;
-    let Some(api) = snapshot.api(admitted.plan.api) else { return Ok(()) };
+    let Some(api) = snapshot.api(admitted.plan.api) else { return throttle::Checks::default() };
     let resource = admitted.plan.resource.map(|r| (r, api.resource(r).and_then(|r| r.throttle_tier)));
     let client = throttle::client_ip(req, t.trust_forwarded_for);
-    let checks = throttle::checks(t, &api.throttle, resource, req.method(), admitted.principal.as_ref(), api.auth.is_some(), req, client);
-    match throttle::acquire(t, &checks, now_ms) {
+    throttle::checks(t, &api.throttle, resource, req.method(), admitted.principal.as_ref(), api.auth.is_some(), req, client)
+}
+
+/// Step 9, part two: the store's outcome. Counted in every level: the request goes on with
+/// its tightest quota (for the `RateLimit` fields). Refused (429): it was counted nowhere.
+pub fn settle(
+    snapshot: &Snapshot,
+    admitted: &mut Admitted,
+    checks: &throttle::Checks,
+    outcome: throttle::store::Outcome,
+) -> Result<(), Refusal> {
+    let t = &snapshot.throttling;
+    let Some(api) = snapshot.api(admitted.plan.api) else { return Ok(()) };
+    match throttle::settle(t, checks, outcome) {
         Ok(quota) => {
             if let Some(q) = quota.as_ref().filter(|q| q.standing.over) {
                 crate::metrics::FAMILIES.over_quota.with_label_values(&[&*api.name, q.level.as_str(), &q.policy]).inc();

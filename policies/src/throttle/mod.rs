@@ -28,7 +28,7 @@ use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
-use store::{Check, CounterStore, Key, LocalStore, Outcome, Standing};
+use store::{Check, CounterStore, Key, Outcome, Standing};
 
 /// The levels, in the order a request is checked (docs/throttling.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,7 +127,7 @@ pub struct Throttling {
     pub app_tiers: Vec<Option<u32>>,
     pub app_keys: Vec<u64>,
     /// Shared by every snapshot of the process (state::Durable): a reload keeps the counts.
-    pub store: Arc<LocalStore>,
+    pub store: Arc<dyn CounterStore>,
 }
 
 impl std::fmt::Debug for Throttling {
@@ -407,14 +407,45 @@ fn decode(s: &str) -> String {
     percent_encoding::percent_decode_str(&s).decode_utf8_lossy().into_owned()
 }
 
-/// Runs the checks against the store: the commit step's throttle reservation.
+impl Checks {
+    /// The checks as the store takes them (on the stack).
+    pub fn for_store(&self) -> StoreChecks {
+        let mut list = [Check { key: Key { level: 0, hash: 0 }, limit: 0, window_ms: 1, enforce: false }; MAX_CHECKS];
+        for (slot, c) in list.iter_mut().zip(self.checks.iter().flatten()) {
+            *slot = c.0;
+        }
+        StoreChecks { list, len: self.len }
+    }
+}
+
+/// [`Checks`] without their levels and tiers: what goes to the store.
+pub struct StoreChecks {
+    list: [Check; MAX_CHECKS],
+    len: usize,
+}
+
+impl StoreChecks {
+    pub fn as_slice(&self) -> &[Check] {
+        &self.list[..self.len]
+    }
+}
+
+/// The decision in one synchronous call, for a store that answers at once (benches, tests);
+/// the chain's commit step awaits [`CounterStore::acquire`] and calls [`settle`] instead. A
+/// store that would have to wait is treated as refusing (fail closed).
 pub fn acquire(t: &Throttling, checks: &Checks, now_ms: u64) -> Result<Option<Quota>, Throttled> {
+    let list = checks.for_store();
+    let outcome = match t.store.acquire(now_ms, list.as_slice()) {
+        store::Acquire::Ready(o) => o,
+        store::Acquire::Pending(_) => Outcome::Refused { index: 0, limit: 0, retry_after_ms: 1000 },
+    };
+    settle(t, checks, outcome)
+}
+
+/// What the store's outcome means for the request: its tightest quota, or the refusal.
+pub fn settle(t: &Throttling, checks: &Checks, outcome: Outcome) -> Result<Option<Quota>, Throttled> {
     if checks.is_empty() {
         return Ok(None);
-    }
-    let mut list = [Check { key: Key { level: 0, hash: 0 }, limit: 0, window_ms: 1, enforce: false }; MAX_CHECKS];
-    for (slot, c) in list.iter_mut().zip(checks.checks.iter().flatten()) {
-        *slot = c.0;
     }
     let meta = |i: usize| checks.checks.get(i).copied().flatten();
     let policy = |level: Level, tier: u32| -> Arc<str> {
@@ -423,13 +454,14 @@ pub fn acquire(t: &Throttling, checks: &Checks, now_ms: u64) -> Result<Option<Qu
             None => Arc::from(level.as_str()),
         }
     };
-    match t.store.acquire(now_ms, &list[..checks.len]) {
+    match outcome {
         Outcome::Admitted { tightest, over_quota } => Ok(tightest.and_then(|(i, standing)| {
             let (c, level, tier) = meta(i)?;
             Some(Quota { level, policy: policy(level, tier), window_ms: c.window_ms, standing: Standing { over: over_quota, ..standing } })
         })),
         Outcome::Refused { index, limit, retry_after_ms } => {
-            let (c, level, tier) = meta(index).unwrap_or((list[0], Level::Api, NO_TIER));
+            let fallback = Check { key: Key { level: 0, hash: 0 }, limit, window_ms: 1000, enforce: true };
+            let (c, level, tier) = meta(index).unwrap_or((fallback, Level::Api, NO_TIER));
             Err(Throttled { level, policy: policy(level, tier), limit: Limit { requests: limit, window_ms: c.window_ms }, retry_after_ms })
         }
     }

@@ -49,11 +49,20 @@ pub enum Outcome {
     Refused { index: usize, limit: u64, retry_after_ms: u64 },
 }
 
-/// The counter store: in-process now, Redis for several nodes.
+/// The store's answer: at once (in-process), or after a round trip (a remote store).
+pub enum Acquire<'a> {
+    Ready(Outcome),
+    /// Awaited by the chain's commit step: one `.await`, never a hand-written continuation.
+    Pending(std::pin::Pin<Box<dyn std::future::Future<Output = Outcome> + Send + 'a>>),
+}
+
+/// The counter store: in-process now, Redis for several nodes (issue 13). One call per
+/// request carries all its checks, so a remote store can decide them atomically in one round
+/// trip (a Lua script), or count them in local leases it reconciles in batches.
 pub trait CounterStore: Send + Sync {
     /// Decides `checks` together at `now_ms`: if every enforcing check has room, counts the
     /// request in all of them; otherwise counts it in none.
-    fn acquire(&self, now_ms: u64, checks: &[Check]) -> Outcome;
+    fn acquire<'a>(&'a self, now_ms: u64, checks: &'a [Check]) -> Acquire<'a>;
     /// Forgets idle keys. Called about once a second.
     fn sweep(&self, now_ms: u64);
     /// Keys held (for the metrics).
@@ -145,7 +154,22 @@ impl LocalStore {
 }
 
 impl CounterStore for LocalStore {
-    fn acquire(&self, now_ms: u64, checks: &[Check]) -> Outcome {
+    fn acquire<'a>(&'a self, now_ms: u64, checks: &'a [Check]) -> Acquire<'a> {
+        Acquire::Ready(self.acquire_now(now_ms, checks))
+    }
+
+    fn sweep(&self, now_ms: u64) {
+        LocalStore::sweep(self, now_ms);
+    }
+
+    fn keys(&self) -> usize {
+        self.keys.load(Ordering::Relaxed)
+    }
+}
+
+impl LocalStore {
+    /// [`CounterStore::acquire`], answered at once.
+    pub fn acquire_now(&self, now_ms: u64, checks: &[Check]) -> Outcome {
         let mut tightest: Option<(usize, Standing)> = None;
         let mut over_quota = false;
         for (i, c) in checks.iter().enumerate() {
@@ -183,7 +207,8 @@ impl CounterStore for LocalStore {
         Outcome::Admitted { tightest, over_quota }
     }
 
-    fn sweep(&self, now_ms: u64) {
+    /// Forgets keys with nothing counted.
+    pub fn sweep(&self, now_ms: u64) {
         for shard in self.shards.iter() {
             let mut map = shard.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let before = map.len();
@@ -193,10 +218,6 @@ impl CounterStore for LocalStore {
                 self.keys.fetch_sub(gone, Ordering::Relaxed);
             }
         }
-    }
-
-    fn keys(&self) -> usize {
-        self.keys.load(Ordering::Relaxed)
     }
 }
 
@@ -214,11 +235,11 @@ mod tests {
         let store = LocalStore::new(1000);
         let wide = check(1, 11, 10);
         let narrow = check(2, 22, 2);
-        assert!(matches!(store.acquire(0, &[wide, narrow]), Outcome::Admitted { .. }));
-        assert!(matches!(store.acquire(0, &[wide, narrow]), Outcome::Admitted { .. }));
-        assert_eq!(store.acquire(0, &[wide, narrow]), Outcome::Refused { index: 1, limit: 2, retry_after_ms: 1010 });
+        assert!(matches!(store.acquire_now(0, &[wide, narrow]), Outcome::Admitted { .. }));
+        assert!(matches!(store.acquire_now(0, &[wide, narrow]), Outcome::Admitted { .. }));
+        assert_eq!(store.acquire_now(0, &[wide, narrow]), Outcome::Refused { index: 1, limit: 2, retry_after_ms: 1010 });
         // The wide level counted two, not three: eight are left of it.
-        match store.acquire(0, &[wide]) {
+        match store.acquire_now(0, &[wide]) {
             Outcome::Admitted { tightest: Some((0, s)), .. } => assert_eq!(s.remaining, 7),
             other => panic!("{other:?}"),
         }
@@ -229,10 +250,10 @@ mod tests {
         let store = LocalStore::new(1000);
         let billing = Check { enforce: false, ..check(3, 33, 1) };
         let api = check(4, 44, 100);
-        let Outcome::Admitted { tightest, over_quota } = store.acquire(0, &[api, billing]) else { panic!() };
+        let Outcome::Admitted { tightest, over_quota } = store.acquire_now(0, &[api, billing]) else { panic!() };
         assert_eq!(tightest.map(|(i, s)| (i, s.remaining)), Some((1, 0)));
         assert!(!over_quota);
-        let Outcome::Admitted { over_quota, .. } = store.acquire(1, &[api, billing]) else { panic!("not enforced") };
+        let Outcome::Admitted { over_quota, .. } = store.acquire_now(1, &[api, billing]) else { panic!("not enforced") };
         assert!(over_quota);
     }
 
@@ -240,17 +261,17 @@ mod tests {
     fn idle_keys_are_forgotten_and_a_flood_of_new_keys_shares_one_overflow_counter() {
         let store = LocalStore::new(100);
         for k in 1..=100 {
-            assert!(matches!(store.acquire(0, &[check(5, k, 1)]), Outcome::Admitted { .. }));
+            assert!(matches!(store.acquire_now(0, &[check(5, k, 1)]), Outcome::Admitted { .. }));
         }
-        assert_eq!(store.keys(), 100);
+        assert_eq!(CounterStore::keys(&store), 100);
         // Past the bound: keys 101.. count together, in the overflow key (limit 1: one passes).
-        assert!(matches!(store.acquire(0, &[check(5, 101, 1)]), Outcome::Admitted { .. }));
-        assert!(matches!(store.acquire(0, &[check(5, 102, 1)]), Outcome::Refused { .. }));
-        assert_eq!(store.keys(), 100);
+        assert!(matches!(store.acquire_now(0, &[check(5, 101, 1)]), Outcome::Admitted { .. }));
+        assert!(matches!(store.acquire_now(0, &[check(5, 102, 1)]), Outcome::Refused { .. }));
+        assert_eq!(CounterStore::keys(&store), 100);
         store.sweep(2_000);
-        assert_eq!(store.keys(), 0);
-        assert!(matches!(store.acquire(2_000, &[check(5, 102, 1)]), Outcome::Admitted { .. }));
-        assert_eq!(store.keys(), 1);
+        assert_eq!(CounterStore::keys(&store), 0);
+        assert!(matches!(store.acquire_now(2_000, &[check(5, 102, 1)]), Outcome::Admitted { .. }));
+        assert_eq!(CounterStore::keys(&store), 1);
     }
 
     #[test]
@@ -265,7 +286,7 @@ mod tests {
                     for i in 0..2_000u64 {
                         // Two shared levels and one per thread, all in one window.
                         let checks = [check(1, 1, limit), check(2, 2, limit), check(3, 100 + t, limit)];
-                        if matches!(store.acquire(i % 500, &checks), Outcome::Admitted { .. }) {
+                        if matches!(store.acquire_now(i % 500, &checks), Outcome::Admitted { .. }) {
                             admitted.fetch_add(1, Ordering::Relaxed);
                         }
                     }
@@ -276,8 +297,8 @@ mod tests {
             t.join().unwrap();
         }
         assert_eq!(admitted.load(Ordering::Relaxed), 10_000, "exactly the limit of 16 000 tries");
-        let Outcome::Refused { .. } = store.acquire(499, &[check(1, 1, limit)]) else { panic!("the shared key holds 10 000") };
-        let Outcome::Admitted { tightest: Some((_, s)), .. } = store.acquire(499, &[check(3, 100, limit)]) else { panic!() };
+        let Outcome::Refused { .. } = store.acquire_now(499, &[check(1, 1, limit)]) else { panic!("the shared key holds 10 000") };
+        let Outcome::Admitted { tightest: Some((_, s)), .. } = store.acquire_now(499, &[check(3, 100, limit)]) else { panic!() };
         assert!(s.remaining < limit - 1, "the per-thread key counted its admissions");
     }
 }
