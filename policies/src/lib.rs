@@ -55,6 +55,7 @@ pub mod request;
 pub mod route;
 pub mod snapshot;
 pub mod state;
+pub mod threat;
 pub mod throttle;
 pub mod upstream;
 pub mod verdict;

@@ -1,0 +1,54 @@
+//! Guards: the threat protectors' throughput in MB/s on typical payloads (issue 11 targets:
+//! JSON at least 400 MB/s). Payload: an array of order-like objects (strings with escapes,
+//! numbers, booleans, nested arrays), 1 KiB, 64 KiB and 1 MiB. Baseline: serde_json parsing
+//! the same bytes into a `Value`, which is what a protector that builds the document pays.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use policies::threat::json::{JsonLimits, JsonValidator};
+use std::hint::black_box;
+
+/// About `size` bytes of typical API JSON.
+fn payload(size: usize) -> Vec<u8> {
+    let mut items = Vec::new();
+    let mut len = 2;
+    let mut i = 0;
+    while len < size {
+        let item = format!(
+            r#"{{"id":{i},"sku":"SKU-{i:06}","name":"Item \"{i}\" by O'Brien","price":{}.{:02},"qty":{},"tags":["new","sale"],"ok":true,"note":null,"url":"https://shop.example/items/{i}?ref=a%20b"}}"#,
+            i * 7 % 1000,
+            i % 100,
+            i % 9
+        );
+        len += item.len() + 1;
+        items.push(item);
+        i += 1;
+    }
+    format!("[{}]", items.join(",")).into_bytes()
+}
+
+fn bench(c: &mut Criterion) {
+    let limits = JsonLimits { max_array_length: 1_000_000, max_size: 64 << 20, ..JsonLimits::default() };
+    let mut group = c.benchmark_group("threat_json");
+    for (name, size) in [("1KiB", 1024), ("64KiB", 64 * 1024), ("1MiB", 1024 * 1024)] {
+        let body = payload(size);
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_with_input(BenchmarkId::new("validator", name), &body, |b, body| {
+            b.iter(|| {
+                let mut v = JsonValidator::new(limits);
+                // As it arrives: 16 KiB chunks.
+                for chunk in body.chunks(16 * 1024) {
+                    v.feed(chunk).unwrap();
+                }
+                black_box(v.finish().is_ok())
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("serde_json_value", name), &body, |b, body| {
+            b.iter(|| black_box(serde_json::from_slice::<serde_json::Value>(body).is_ok()))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
