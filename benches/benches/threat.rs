@@ -1,5 +1,5 @@
 //! Guards: the threat protectors' throughput in MB/s on typical payloads (issue 11 targets:
-//! JSON at least 400 MB/s, the default regex set at least 200 MB/s). Payload: an array of order-like objects (strings with escapes,
+//! JSON at least 400 MB/s, XML at least 200 MB/s, the default regex set at least 200 MB/s). Payload: an array of order-like objects (strings with escapes,
 //! numbers, booleans, nested arrays), 1 KiB, 64 KiB and 1 MiB. Baseline: serde_json parsing
 //! the same bytes into a `Value`, which is what a protector that builds the document pays.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -7,6 +7,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use policies::threat::json::{JsonLimits, JsonValidator};
 use policies::threat::regex::RegexProtector;
+use policies::threat::xml::{check_xml, XmlLimits};
 use std::hint::black_box;
 
 /// About `size` bytes of typical API JSON.
@@ -28,6 +29,25 @@ fn payload(size: usize) -> Vec<u8> {
     format!("[{}]", items.join(",")).into_bytes()
 }
 
+/// About `size` bytes of a SOAP-like XML document.
+fn xml_payload(size: usize) -> Vec<u8> {
+    let head = r#"<?xml version="1.0"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><m:Order xmlns:m="urn:example">"#;
+    let tail = "</m:Order></soap:Body></soap:Envelope>";
+    let mut out = String::from(head);
+    let mut i = 0;
+    while out.len() + tail.len() < size {
+        out.push_str(&format!(
+            r#"<m:Item id="{i}" sku="SKU-{i:06}" currency="EUR"><m:Name>Item {i} by O&apos;Brien &amp; Co</m:Name><m:Price>{}.{:02}</m:Price><m:Qty>{}</m:Qty></m:Item>"#,
+            i * 7 % 1000,
+            i % 100,
+            i % 9
+        ));
+        i += 1;
+    }
+    out.push_str(tail);
+    out.into_bytes()
+}
+
 fn bench(c: &mut Criterion) {
     let limits = JsonLimits { max_array_length: 1_000_000, max_size: 64 << 20, ..JsonLimits::default() };
     let mut group = c.benchmark_group("threat_json");
@@ -46,6 +66,19 @@ fn bench(c: &mut Criterion) {
         });
         group.bench_with_input(BenchmarkId::new("serde_json_value", name), &body, |b, body| {
             b.iter(|| black_box(serde_json::from_slice::<serde_json::Value>(body).is_ok()))
+        });
+    }
+    group.finish();
+
+    // XML: a SOAP-like envelope of order items (attributes, text, entities), whole bodies.
+    let xml_limits = XmlLimits { max_elements: 1_000_000, max_children: 1_000_000, max_size: 64 << 20, ..XmlLimits::default() };
+    let mut group = c.benchmark_group("threat_xml");
+    for (name, size) in [("1KiB", 1024), ("64KiB", 64 * 1024), ("1MiB", 1024 * 1024)] {
+        let body = xml_payload(size);
+        assert!(check_xml(&body, &xml_limits).is_ok());
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_with_input(BenchmarkId::new("protector", name), &body, |b, body| {
+            b.iter(|| black_box(check_xml(body, &xml_limits).is_ok()))
         });
     }
     group.finish();
