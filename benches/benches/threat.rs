@@ -99,6 +99,24 @@ fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
+
+    // The head of the side-by-side bench's GET: its 577-character bearer token and the usual
+    // fields, each scanned (as the head protector does).
+    let token =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/bench/keys/token_rs256.txt")).unwrap_or_default();
+    let fields = [
+        ("host", "127.0.0.1:18098".to_string()),
+        ("user-agent", "wrk".to_string()),
+        ("accept", "*/*".to_string()),
+        ("authorization", format!("Bearer {}", token.trim())),
+    ];
+    let mut group = c.benchmark_group("threat_head");
+    group.bench_function("bench_get_fields", |b| {
+        b.iter(|| black_box(fields.iter().all(|(_, v)| protector.scan(v.as_bytes(), false).is_none())))
+    });
+    group.bench_function("token_only", |b| b.iter(|| black_box(protector.scan(fields[3].1.as_bytes(), false).is_none())));
+    group.bench_function("short_field", |b| b.iter(|| black_box(protector.scan(b"127.0.0.1:18098", false).is_none())));
+    group.finish();
 }
 
 criterion_group!(benches, bench);

@@ -16,6 +16,7 @@ use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::Result;
 use policies::metrics::FAMILIES;
+use policies::verdict::ProblemNames;
 use policies::{ProblemCode, Rejection, RequestHead};
 use serde::Serialize;
 
@@ -33,15 +34,26 @@ struct ProblemBody<'a> {
     level: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tier: Option<&'a str>,
+    /// A threat detection: the protector and its rule (never the payload).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    protector: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule: Option<&'a str>,
 }
 
 /// The problem+json body for a rejection.
 pub fn problem_body(code: ProblemCode, detail: &str, request_id: &HeaderValue) -> Bytes {
-    problem_body_with(code, detail, request_id, None)
+    problem_body_with(code, detail, request_id, None, None)
 }
 
 /// [`problem_body`] with a throttled request's level and tier.
-pub fn problem_body_with(code: ProblemCode, detail: &str, request_id: &HeaderValue, throttle: Option<(&str, &str)>) -> Bytes {
+pub fn problem_body_with(
+    code: ProblemCode,
+    detail: &str,
+    request_id: &HeaderValue,
+    throttle: Option<(&str, &str)>,
+    threat: Option<(&str, &str)>,
+) -> Bytes {
     let type_ = format!("urn:gateway:problem:{}", code.as_str());
     let body = ProblemBody {
         type_: &type_,
@@ -52,6 +64,8 @@ pub fn problem_body_with(code: ProblemCode, detail: &str, request_id: &HeaderVal
         request_id: request_id.to_str().unwrap_or(""),
         level: throttle.map(|t| t.0),
         tier: throttle.map(|t| t.1),
+        protector: threat.map(|t| t.0),
+        rule: threat.map(|t| t.1),
     };
     Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
 }
@@ -70,7 +84,19 @@ pub fn rejection_reply(ctx: &mut RequestCtx, req: &dyn RequestHead, rejection: R
     let code = rejection.code;
     ctx.problem = Some(code);
     FAMILIES.rejections.with_label_values(&[code.policy(), code.as_str()]).inc();
-    let body = problem_body_with(code, &rejection.detail, &ctx.request_id, rejection.throttle.as_ref().map(|(l, t)| (*l, &**t)));
+    let body = problem_body_with(
+        code,
+        &rejection.detail,
+        &ctx.request_id,
+        match &rejection.names {
+            Some(ProblemNames::Throttle { level, tier }) => Some((*level, &**tier)),
+            _ => None,
+        },
+        match &rejection.names {
+            Some(ProblemNames::Threat { protector, rule }) => Some((*protector, &**rule)),
+            _ => None,
+        },
+    );
     let mut headers = Vec::with_capacity(8 + rejection.headers.len());
     headers.push((header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json")));
     headers.push((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));

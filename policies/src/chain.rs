@@ -20,6 +20,7 @@
 //! | 4 | CORS preflight (`cors`): answered here | 403 |
 //! | 5 | resource and verb (`route::ResourceTable`) | 404 / 405 with `Allow` |
 //! | 6 | which exchange may serve it (`Resource::lane`, compiled): the lane hands off here | — |
+//! | 6b | threat protection of the head: URI and header limits, regex over path, query and headers (`threat::head`) | 414 / 431 / 400 `threat.detected` |
 //! | 7 | authentication and authorization from the caches (`authn`), then the application and user deny lists | 401 / 403 |
 //! | 8 | commit: the asynchronous step (introspection), then [`complete`] | 401 / 403 / 503 |
 //! | 9 | commit: the throttle reservation, all levels in one store call ([`reserve`], `throttle`) | 429 `throttle.limited` |
@@ -129,6 +130,20 @@ pub fn plan(snapshot: &Snapshot, req: &dyn RequestHead, raw_path: &str, exchange
     };
     if exchange == Exchange::Lane && !snapshot.lane_serves(&plan) {
         return Planned::HandOff;
+    }
+    // Threat protection of the head, on the exchange that serves the request (so a handed-off
+    // request is counted once).
+    if let Some(api) = snapshot.api(api) {
+        if let Some(policy) = &api.threat {
+            if let Some(found) = crate::threat::head::check_head(policy, req, raw_path) {
+                let action = if policy.enforce { "blocked" } else { "logged" };
+                crate::metrics::FAMILIES.threats.with_label_values(&[&*api.name, found.protector, &found.rule, action]).inc();
+                if policy.enforce {
+                    return Planned::Refuse(Refusal { api: Some(plan.api), rejection: found.rejection() });
+                }
+                tracing::warn!(api = %api.name, protector = found.protector, rule = %found.rule, location = found.location, "threat detected (monitor mode: let through)");
+            }
+        }
     }
     let normalized_path = match path {
         Cow::Owned(p) => Some(p),

@@ -42,6 +42,7 @@ pub fn compile(spec: &GatewaySpec, durable: &Durable) -> Result<Snapshot, Vec<Co
     let applications = compile_applications(spec, &mut errors);
     let km_index = key_manager_index(spec);
     let throttling = compile_throttling(spec, durable, &mut errors);
+    let mut patterns = crate::threat::compile::PatternCache::default();
 
     let mut routes = RouteTable::default();
     let mut apis = Vec::with_capacity(spec.apis.len());
@@ -51,7 +52,16 @@ pub fn compile(spec: &GatewaySpec, durable: &Durable) -> Result<Snapshot, Vec<Co
         if !names.insert(api_spec.name.as_str()) {
             errors.push(format!("{path}.name"), format!("`{}` is used by another API; names must be unique", api_spec.name));
         }
-        if let Some(api) = compile_api(api_spec, &path, durable, &km_index, &throttling, &mut errors) {
+        let threat = crate::threat::compile::compile_threat(
+            spec.threat_protection.as_ref(),
+            api_spec.threat_protection.as_ref(),
+            &path,
+            &mut patterns,
+            &mut errors,
+            &mut warnings,
+        );
+        if let Some(mut api) = compile_api(api_spec, &path, durable, &km_index, &throttling, &mut errors) {
+            api.threat = threat;
             if let Err(e) = routes.insert(&api.context, &api.version, api_spec.default_version, apis.len() as u32) {
                 errors.push(format!("{path}.context"), e);
             }
@@ -220,6 +230,7 @@ fn compile_api(
         auth,
         endpoint,
         throttle,
+        threat: None,
         resources,
         table,
     })

@@ -32,6 +32,7 @@ pub struct Families {
     pub throttled: IntCounterVec,
     pub over_quota: IntCounterVec,
     pub throttle_keys: IntGauge,
+    pub threats: IntCounterVec,
 }
 
 /// `unwrap_or_else(panic)` is deliberate: registration only fails on a duplicate name or a
@@ -52,6 +53,12 @@ pub static FAMILIES: LazyLock<Families> = LazyLock::new(|| Families {
     .expect("register gateway_throttle_over_quota_total"),
     throttle_keys: register_int_gauge!("gateway_throttle_keys", "Throttling counters held in this process.")
         .expect("register gateway_throttle_keys"),
+    threats: register_int_counter_vec!(
+        "gateway_threat_detections_total",
+        "Requests a threat protector caught, by API, protector, rule and action (blocked, or logged in monitor mode).",
+        &["api", "protector", "rule", "action"]
+    )
+    .expect("register gateway_threat_detections_total"),
     requests: register_int_counter_vec!(
         "gateway_http_requests_total",
         "Requests answered, by API and status class.",

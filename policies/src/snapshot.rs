@@ -62,6 +62,8 @@ pub struct Api {
     pub table: ResourceTable,
     pub metrics: ApiMetrics,
     pub throttle: crate::throttle::ApiThrottle,
+    /// Request limits and the regex protector; `None`: none configured.
+    pub threat: Option<crate::threat::head::ThreatPolicy>,
 }
 
 #[derive(Debug)]

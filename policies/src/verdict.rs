@@ -54,6 +54,8 @@ pub enum ProblemCode {
     RequestTimeout,
     ThrottleDenied,
     Throttled,
+    UriTooLong,
+    ThreatDetected,
     Internal,
 }
 
@@ -65,6 +67,8 @@ impl ProblemCode {
             Self::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::ThrottleDenied => StatusCode::FORBIDDEN,
+            Self::UriTooLong => StatusCode::URI_TOO_LONG,
+            Self::ThreatDetected => StatusCode::BAD_REQUEST,
             Self::Throttled => StatusCode::TOO_MANY_REQUESTS,
             Self::RouteNotFound | Self::ApiNotAvailable => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -93,6 +97,8 @@ impl ProblemCode {
             Self::HeadTooLarge => "request.head_too_large",
             Self::RequestTimeout => "request.timeout",
             Self::ThrottleDenied => "throttle.denied",
+            Self::UriTooLong => "request.uri_too_long",
+            Self::ThreatDetected => "threat.detected",
             Self::Throttled => "throttle.limited",
             Self::RouteNotFound => "route.not_found",
             Self::MethodNotAllowed => "route.method_not_allowed",
@@ -125,6 +131,8 @@ impl ProblemCode {
             Self::HeadTooLarge => "Request head too large",
             Self::RequestTimeout => "Request timed out",
             Self::ThrottleDenied => "Denied",
+            Self::UriTooLong => "Request target too long",
+            Self::ThreatDetected => "Threat detected",
             Self::Throttled => "Too many requests",
             Self::RouteNotFound => "No route for this path",
             Self::MethodNotAllowed => "Method not allowed",
@@ -164,6 +172,7 @@ impl ProblemCode {
             | Self::AuthWrongCredentialType => "authz",
             Self::UpstreamUnavailable | Self::UpstreamTimeout | Self::UpstreamError => "upstream",
             Self::ThrottleDenied | Self::Throttled => "throttle",
+            Self::UriTooLong | Self::ThreatDetected => "threat",
             Self::Internal => "gateway",
         }
     }
@@ -177,6 +186,8 @@ impl ProblemCode {
         Self::RequestTimeout,
         Self::ThrottleDenied,
         Self::Throttled,
+        Self::UriTooLong,
+        Self::ThreatDetected,
         Self::RouteNotFound,
         Self::MethodNotAllowed,
         Self::ApiNotAvailable,
@@ -210,14 +221,22 @@ pub struct Rejection {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// The application whose valid credential was refused (403s), for the access log.
     pub application: Option<u32>,
-    /// For a throttled request: the level and the tier (or `condition`) that refused it,
-    /// named in the problem body.
-    pub throttle: Option<(&'static str, std::sync::Arc<str>)>,
+    /// What the problem body names besides the code.
+    pub names: Option<ProblemNames>,
+}
+
+/// The members a problem body adds for some codes (one field: `Rejection` stays small).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProblemNames {
+    /// A throttled request: the level and the tier (or `condition`) that refused it.
+    Throttle { level: &'static str, tier: std::sync::Arc<str> },
+    /// A threat detection: the protector and the rule (never the payload).
+    Threat { protector: &'static str, rule: std::sync::Arc<str> },
 }
 
 impl Rejection {
     pub fn new(code: ProblemCode, detail: impl Into<Cow<'static, str>>) -> Self {
-        Self { code, detail: detail.into(), headers: Vec::new(), application: None, throttle: None }
+        Self { code, detail: detail.into(), headers: Vec::new(), application: None, names: None }
     }
 
     pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {

@@ -29,6 +29,7 @@ pub use crate::authn::spec::{
 pub use crate::cors::spec::CorsSpec;
 pub use crate::lifecycle::spec::{DeprecationSpec, LifecycleState};
 pub use crate::mock::spec::MockSpec;
+pub use crate::threat::spec::{PatternSpec, PatternsSpec, RegexSpec, ScanTarget, ThreatLimitsSpec, ThreatMode, ThreatSpec};
 pub use crate::throttle::spec::{
     ApiThrottlingSpec, ConditionLimitSpec, ConditionSpec, DenySpec, IpLimitSpec, LimitSpec, MatchSpec, ThrottlingSpec, TierSpec, WhenSpec,
 };
@@ -63,6 +64,9 @@ pub struct GatewaySpec {
     pub tiers: std::collections::BTreeMap<String, TierSpec>,
     #[serde(default)]
     pub throttling: ThrottlingSpec,
+    /// Request limits and the regex protector (gateway-wide; an API may override any part).
+    #[serde(default)]
+    pub threat_protection: Option<ThreatSpec>,
     /// How the gateway signs the identity it forwards to backends (`auth.backend_jwt`).
     #[serde(default)]
     pub backend_jwt: Option<BackendJwtSpec>,
@@ -262,6 +266,8 @@ pub struct ApiSpec {
     pub tiers: Vec<String>,
     #[serde(default)]
     pub throttling: Option<ApiThrottlingSpec>,
+    #[serde(default)]
+    pub threat_protection: Option<ThreatSpec>,
     #[serde(default)]
     pub resources: Vec<ResourceSpec>,
 }

@@ -482,7 +482,7 @@ impl Throttled {
         let detail = format!("the {} limit ({}: {}) is used up", self.level.as_str(), self.policy, self.limit.describe());
         let retry = self.retry_after_ms.div_ceil(1000).max(1);
         let mut r = Rejection::new(ProblemCode::Throttled, detail);
-        r.throttle = Some((self.level.as_str(), self.policy.clone()));
+        r.names = Some(crate::verdict::ProblemNames::Throttle { level: self.level.as_str(), tier: self.policy.clone() });
         r = r.with_header(http::header::RETRY_AFTER, HeaderValue::from(retry));
         let standing = Standing { limit: self.limit.requests, remaining: 0, reset_ms: self.retry_after_ms, over: false };
         for (name, value) in rate_limit_fields(&self.policy, self.limit.window_ms, &standing, legacy) {
