@@ -52,6 +52,39 @@ pub const BUILT_IN: &[(&str, &str)] = &[
 pub struct RegexProtector {
     set: RegexSet,
     names: Vec<Box<str>>,
+    /// With exactly the built-in set: the rules a token-like value can match at all, as one
+    /// literal search (see [`TOKEN_WORDS`]).
+    token_words: Option<regex::bytes::Regex>,
+}
+
+/// A value made only of `[A-Za-z0-9_.-]` (a JWT, a base64url token, an id), after an optional
+/// auth scheme word and one space, has no space, quote, bracket, `<`, `;`, `(`, `/`, `$`, `=`
+/// or `:`. Of the built-in patterns only these words can match such a value; each is the
+/// start of the rule named beside it. `token_values_get_the_same_verdict_either_way` checks
+/// this against the full set.
+pub const TOKEN_WORDS: &[(&str, &str)] = &[
+    ("information_schema", "sql.system_objects"),
+    ("xp_cmdshell", "sql.system_objects"),
+    ("sys.objects", "sql.system_objects"),
+    ("pg_catalog", "sql.system_objects"),
+    ("java.lang.runtime", "code.java_runtime"),
+    ("java.lang.processbuilder", "code.java_runtime"),
+    ("java.lang.reflect", "code.java_runtime"),
+    ("document.cookie", "code.javascript_sink"),
+    ("document.write", "code.javascript_sink"),
+    ("document.domain", "code.javascript_sink"),
+    ("win.ini", "code.path_traversal"),
+    ("cmd.exe", "code.path_traversal"),
+];
+
+/// The token-like form of a value: `[A-Za-z0-9_.-]+`, after an optional scheme word (`Bearer `).
+fn token_like(value: &[u8]) -> bool {
+    let body = match value.iter().position(|&b| b == b' ') {
+        Some(i) if value[..i].iter().all(u8::is_ascii_alphabetic) => &value[i + 1..],
+        Some(_) => return false,
+        None => value,
+    };
+    !body.is_empty() && body.iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 impl RegexProtector {
@@ -65,7 +98,19 @@ impl RegexProtector {
             }
         }
         let set = RegexSetBuilder::new(&sources).size_limit(16 << 20).dfa_size_limit(16 << 20).build().map_err(|e| (0, e.to_string()))?;
-        Ok(RegexProtector { set, names })
+        let built_in = names.len() == BUILT_IN.len()
+            && names.iter().zip(&sources).zip(BUILT_IN).all(|((n, s), (bn, bp))| **n == **bn && *s == format!("(?i-u:{bp})"));
+        let token_words = built_in
+            .then(|| {
+                let alternation: Vec<String> = TOKEN_WORDS.iter().map(|(w, _)| regex::escape(w)).collect();
+                // With the word boundaries the built-in patterns put around each of them.
+                // Case-sensitive literals over a lowercased copy, the word boundaries checked by
+                // hand: a pure literal search (SIMD), where case-insensitive alternatives or
+                // `\b` need the lazy DFA.
+                regex::bytes::Regex::new(&format!("(?-u:{})", alternation.join("|"))).ok()
+            })
+            .flatten();
+        Ok(RegexProtector { set, names, token_words })
     }
 
     /// The built-in set.
@@ -73,12 +118,29 @@ impl RegexProtector {
         // The built-in patterns are tested to compile (`every_built_in_pattern_compiles`).
         match RegexProtector::compile(BUILT_IN.iter().copied()) {
             Ok(p) => p,
-            Err(_) => RegexProtector { set: RegexSet::empty(), names: Vec::new() },
+            Err(_) => RegexProtector { set: RegexSet::empty(), names: Vec::new(), token_words: None },
         }
     }
 
     /// The first rule (in list order) that matches `value` as it is.
     pub fn scan_raw(&self, value: &[u8]) -> Option<&str> {
+        // A token-like value (a bearer token, an id) can only match a few literal words: one
+        // literal search instead of the whole set (1.7 µs for a 577-character JWT otherwise).
+        if let Some(words) = &self.token_words {
+            if token_like(value) {
+                thread_local! {
+                    static LOWER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+                }
+                return LOWER.with_borrow_mut(|lower| {
+                    lower.clear();
+                    lower.extend(value.iter().map(u8::to_ascii_lowercase));
+                    let word = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_');
+                    let found =
+                        words.find_iter(lower).find(|m| !word(lower.get(m.start().wrapping_sub(1))) && !word(lower.get(m.end())))?;
+                    TOKEN_WORDS.iter().find(|(w, _)| w.as_bytes() == found.as_bytes()).map(|(_, rule)| *rule)
+                });
+            }
+        }
         self.set.matches(value).iter().next().and_then(|i| self.names.get(i)).map(|n| &**n)
     }
 
@@ -249,6 +311,38 @@ mod tests {
         ] {
             assert_eq!(p.scan(benign.as_bytes(), false), None, "{benign:?}");
             assert_eq!(p.scan(benign.as_bytes(), true), None, "{benign:?} as a query");
+        }
+    }
+
+    #[test]
+    fn token_values_get_the_same_verdict_either_way() {
+        let fast = RegexProtector::built_in();
+        assert!(fast.token_words.is_some());
+        // The same patterns under other names: no fast path, the whole set decides.
+        let renamed: Vec<(String, &str)> = BUILT_IN.iter().map(|(n, p)| (format!("{n}."), *p)).collect();
+        let full = RegexProtector::compile(renamed.iter().map(|(n, p)| (n.as_str(), *p))).unwrap();
+        assert!(full.token_words.is_none());
+        let jwt = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0.eyJzdWIiOiJ1c2VyLTQyIn0.c2lnbmF0dXJl-_x";
+        let mut values: Vec<String> =
+            vec![jwt.into(), format!("Bearer {jwt}"), "12345".into(), "a.b-c_d".into(), "Basic dXNlcjpwYXNz".into()];
+        for (w, _) in TOKEN_WORDS {
+            values.push(format!("Bearer abc{w}xyz"));
+            values.push(format!("Bearer abc.{w}.xyz"));
+            values.push(w.to_ascii_uppercase());
+        }
+        // Words of other rules that a token cannot spell completely.
+        for w in ["union", "select", "script", "sleep", "etc.passwd", "java.lang.Runtimex", "jndi", "eval"] {
+            values.push(format!("x.{w}.y"));
+        }
+        for v in &values {
+            assert!(token_like(v.as_bytes()) || v.contains(' '), "{v}");
+            let a = fast.scan_raw(v.as_bytes());
+            let b = full.scan_raw(v.as_bytes()).map(|r| r.trim_end_matches('.'));
+            assert_eq!(a, b, "{v:?}");
+        }
+        // And the fast path does catch: every word, delimited, is found by its rule.
+        for (w, rule) in TOKEN_WORDS {
+            assert_eq!(fast.scan_raw(format!("Bearer abc.{w}.xyz").as_bytes()), Some(*rule), "{w}");
         }
     }
 
