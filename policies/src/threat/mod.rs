@@ -10,3 +10,6 @@ pub mod json;
 pub mod regex;
 pub mod spec;
 pub mod xml;
+
+#[cfg(test)]
+mod fuzz_tests;
