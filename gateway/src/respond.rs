@@ -43,17 +43,17 @@ struct ProblemBody<'a> {
 
 /// The problem+json body for a rejection.
 pub fn problem_body(code: ProblemCode, detail: &str, request_id: &HeaderValue) -> Bytes {
-    problem_body_with(code, detail, request_id, None, None)
+    problem_body_with(code, detail, request_id, None)
 }
 
-/// [`problem_body`] with a throttled request's level and tier.
-pub fn problem_body_with(
-    code: ProblemCode,
-    detail: &str,
-    request_id: &HeaderValue,
-    throttle: Option<(&str, &str)>,
-    threat: Option<(&str, &str)>,
-) -> Bytes {
+/// [`problem_body`] with the members some codes add: a throttled request's level and tier, a
+/// threat detection's protector and rule.
+pub fn problem_body_with(code: ProblemCode, detail: &str, request_id: &HeaderValue, names: Option<&ProblemNames>) -> Bytes {
+    let (throttle, threat) = match names {
+        Some(ProblemNames::Throttle { level, tier }) => (Some((*level, &**tier)), None),
+        Some(ProblemNames::Threat { protector, rule }) => (None, Some((*protector, &**rule))),
+        None => (None, None),
+    };
     let type_ = format!("urn:gateway:problem:{}", code.as_str());
     let body = ProblemBody {
         type_: &type_,
@@ -84,19 +84,7 @@ pub fn rejection_reply(ctx: &mut RequestCtx, req: &dyn RequestHead, rejection: R
     let code = rejection.code;
     ctx.problem = Some(code);
     FAMILIES.rejections.with_label_values(&[code.policy(), code.as_str()]).inc();
-    let body = problem_body_with(
-        code,
-        &rejection.detail,
-        &ctx.request_id,
-        match &rejection.names {
-            Some(ProblemNames::Throttle { level, tier }) => Some((*level, &**tier)),
-            _ => None,
-        },
-        match &rejection.names {
-            Some(ProblemNames::Threat { protector, rule }) => Some((*protector, &**rule)),
-            _ => None,
-        },
-    );
+    let body = problem_body_with(code, &rejection.detail, &ctx.request_id, rejection.names.as_ref());
     let mut headers = Vec::with_capacity(8 + rejection.headers.len());
     headers.push((header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json")));
     headers.push((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));

@@ -47,6 +47,10 @@ pub fn compile(spec: &GatewaySpec, durable: &Durable) -> Result<Snapshot, Vec<Co
     let mut routes = RouteTable::default();
     let mut apis = Vec::with_capacity(spec.apis.len());
     let mut names = HashSet::new();
+    // The gateway-wide threat block is checked once here; each API's call reports its own.
+    if spec.threat_protection.is_some() {
+        crate::threat::compile::compile_threat(spec.threat_protection.as_ref(), None, "", true, &mut patterns, &mut errors, &mut warnings);
+    }
     for (i, api_spec) in spec.apis.iter().enumerate() {
         let path = format!("apis[{i}]");
         if !names.insert(api_spec.name.as_str()) {
@@ -56,6 +60,7 @@ pub fn compile(spec: &GatewaySpec, durable: &Durable) -> Result<Snapshot, Vec<Co
             spec.threat_protection.as_ref(),
             api_spec.threat_protection.as_ref(),
             &path,
+            false,
             &mut patterns,
             &mut errors,
             &mut warnings,

@@ -4,7 +4,7 @@
 
 use super::head::ThreatPolicy;
 use super::regex::{RegexProtector, BUILT_IN};
-use super::spec::{PatternsSpec, ScanTarget, ThreatMode, ThreatSpec};
+use super::spec::{PatternsSpec, ScanTarget, ThreatLimitsSpec, ThreatMode, ThreatSpec};
 use crate::error::Errors;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,10 +19,15 @@ pub struct PatternCache(HashMap<Vec<(String, String)>, Arc<RegexProtector>>);
 
 /// The policy for one API. `gateway`: the top-level block (`None`: absent); `api`: the API's
 /// (at `path`). `None` when neither exists: the API has no threat protection.
+///
+/// A value is reported at the block it came from. Problems in the gateway-wide block are
+/// reported only when `report_gateway` (the compiler makes one such call, so they are reported
+/// once, not once per API).
 pub fn compile_threat(
     gateway: Option<&ThreatSpec>,
     api: Option<&ThreatSpec>,
     path: &str,
+    report_gateway: bool,
     cache: &mut PatternCache,
     errors: &mut Errors,
     warnings: &mut Errors,
@@ -30,68 +35,97 @@ pub fn compile_threat(
     if gateway.is_none() && api.is_none() {
         return None;
     }
-    let pick = |f: &dyn Fn(&ThreatSpec) -> Option<u64>| api.and_then(f).or_else(|| gateway.and_then(f));
-    let mode = api.and_then(|s| s.mode).or_else(|| gateway.and_then(|s| s.mode)).unwrap_or(ThreatMode::Enforce);
-    let max_uri_length = pick(&|s| s.limits.as_ref()?.max_uri_length.map(|b| b.0)).unwrap_or(DEFAULT_URI);
-    let max_header_size = pick(&|s| s.limits.as_ref()?.max_header_size.map(|b| b.0)).unwrap_or(DEFAULT_HEADERS_SIZE);
-    let max_headers = pick(&|s| s.limits.as_ref()?.max_headers.map(u64::from)).unwrap_or(u64::from(DEFAULT_HEADERS));
-    let where_ = if api.is_some_and(|s| s.limits.is_some()) {
-        format!("{path}.threat_protection.limits")
-    } else {
-        "threat_protection.limits".into()
+    let api_prefix = format!("{path}.threat_protection");
+    // Where a value came from: the API's block (`true`) or the gateway's.
+    let at = |from_api: bool, field: &str| {
+        if from_api {
+            format!("{api_prefix}.{field}")
+        } else {
+            format!("threat_protection.{field}")
+        }
     };
-    if max_uri_length < 64 {
-        errors.push(format!("{where_}.max_uri_length"), "must be at least 64B");
-    }
-    if max_header_size < 256 {
-        errors.push(format!("{where_}.max_header_size"), "must be at least 256B");
-    }
-    if max_headers == 0 {
-        errors.push(format!("{where_}.max_headers"), "must be at least 1");
-    }
-    // The regex part: the API's patterns replace the gateway's, its `add` adds to them.
-    fn regex_spec(s: Option<&ThreatSpec>) -> Option<&super::spec::RegexSpec> {
-        s.and_then(|s| s.regex.as_ref())
-    }
-    let (patterns, at) = match (regex_spec(api).and_then(|r| r.patterns.as_ref()), regex_spec(gateway).and_then(|r| r.patterns.as_ref())) {
-        (Some(p), _) => (Some(p), format!("{path}.threat_protection.regex.patterns")),
-        (None, Some(p)) => (Some(p), "threat_protection.regex.patterns".into()),
-        (None, None) => (None, String::new()),
+    let report = |errors: &mut Errors, from_api: bool, field: String, message: String| {
+        if from_api || report_gateway {
+            errors.push(field, message);
+        }
     };
-    let mut list: Vec<(String, String)> = match patterns {
-        None => BUILT_IN.iter().map(|(n, p)| (n.to_string(), p.to_string())).collect(),
-        Some(PatternsSpec::Named(n)) if n == "default" => BUILT_IN.iter().map(|(n, p)| (n.to_string(), p.to_string())).collect(),
-        Some(PatternsSpec::Named(n)) if n == "none" => Vec::new(),
-        Some(PatternsSpec::Named(n)) => {
-            errors.push(at.clone(), format!("`{n}` is not `default`, `none` or a list of {{ name, pattern }}"));
+    // A value from the API's block, else the gateway's, with its origin.
+    fn pick<T>(api: Option<&ThreatSpec>, gateway: Option<&ThreatSpec>, f: impl Fn(&ThreatSpec) -> Option<T>) -> Option<(T, bool)> {
+        api.and_then(&f).map(|v| (v, true)).or_else(|| gateway.and_then(&f).map(|v| (v, false)))
+    }
+    let mode = pick(api, gateway, |s| s.mode).map_or(ThreatMode::Enforce, |(m, _)| m);
+    let limit = |f: fn(&ThreatLimitsSpec) -> Option<u64>| pick(api, gateway, |s| s.limits.as_ref().and_then(f));
+    let checked = |errors: &mut Errors, value: Option<(u64, bool)>, default: u64, min: u64, field: &str, message: &str| match value {
+        Some((v, from_api)) if v < min => {
+            report(errors, from_api, at(from_api, field), message.to_string());
+            v
+        }
+        Some((v, _)) => v,
+        None => default,
+    };
+    let max_uri_length =
+        checked(errors, limit(|l| l.max_uri_length.map(|b| b.0)), DEFAULT_URI, 64, "limits.max_uri_length", "must be at least 64B");
+    let max_header_size = checked(
+        errors,
+        limit(|l| l.max_header_size.map(|b| b.0)),
+        DEFAULT_HEADERS_SIZE,
+        256,
+        "limits.max_header_size",
+        "must be at least 256B",
+    );
+    let max_headers =
+        checked(errors, limit(|l| l.max_headers.map(u64::from)), u64::from(DEFAULT_HEADERS), 1, "limits.max_headers", "must be at least 1");
+
+    // The regex part: the API's `patterns` replace the gateway's; both blocks' `add` add to
+    // them. Each entry keeps where it was written, for its error.
+    let built_in = || BUILT_IN.iter().map(|(n, p)| (n.to_string(), p.to_string(), false, String::new())).collect::<Vec<_>>();
+    let mut list: Vec<(String, String, bool, String)> = match pick(api, gateway, |s| s.regex.as_ref()?.patterns.clone()) {
+        None => built_in(),
+        Some((PatternsSpec::Named(n), _)) if n == "default" => built_in(),
+        Some((PatternsSpec::Named(n), _)) if n == "none" => Vec::new(),
+        Some((PatternsSpec::Named(n), from_api)) => {
+            report(
+                errors,
+                from_api,
+                at(from_api, "regex.patterns"),
+                format!("`{n}` is not `default`, `none` or a list of {{ name, pattern }}"),
+            );
             Vec::new()
         }
-        Some(PatternsSpec::List(l)) => l.iter().map(|p| (p.name.clone(), p.pattern.clone())).collect(),
+        Some((PatternsSpec::List(l), from_api)) => {
+            l.iter().map(|p| (p.name.clone(), p.pattern.clone(), from_api, at(from_api, "regex.patterns"))).collect()
+        }
     };
-    for s in [gateway, api].into_iter().flatten() {
-        if let Some(r) = &s.regex {
-            list.extend(r.add.iter().map(|p| (p.name.clone(), p.pattern.clone())));
+    for (s, from_api) in [(gateway, false), (api, true)] {
+        if let Some(r) = s.and_then(|s| s.regex.as_ref()) {
+            for (k, p) in r.add.iter().enumerate() {
+                list.push((p.name.clone(), p.pattern.clone(), from_api, at(from_api, &format!("regex.add[{k}]"))));
+            }
         }
     }
-    let scan = regex_spec(api).and_then(|r| r.scan.clone()).or_else(|| regex_spec(gateway).and_then(|r| r.scan.clone()));
-    let scan = scan.unwrap_or_else(|| vec![ScanTarget::Path, ScanTarget::Query, ScanTarget::Headers, ScanTarget::Body]);
-    if scan.contains(&ScanTarget::Body) && regex_spec(api).or(regex_spec(gateway)).is_some_and(|r| r.scan.is_some()) {
-        warnings.push(format!("{path}.threat_protection.regex.scan"), "`body` is not scanned yet: path, query and headers are");
+    let scan = pick(api, gateway, |s| s.regex.as_ref()?.scan.clone());
+    if let Some((targets, from_api)) = &scan {
+        if targets.contains(&ScanTarget::Body) && (*from_api || report_gateway) {
+            warnings.push(at(*from_api, "regex.scan"), "`body` is not scanned yet: path, query and headers are");
+        }
     }
-    let regex = if list.is_empty() {
+    let scan = scan.map_or_else(|| vec![ScanTarget::Path, ScanTarget::Query, ScanTarget::Headers], |(t, _)| t);
+    let key: Vec<(String, String)> = list.iter().map(|(n, p, _, _)| (n.clone(), p.clone())).collect();
+    let regex = if key.is_empty() {
         None
-    } else if let Some(p) = cache.0.get(&list) {
+    } else if let Some(p) = cache.0.get(&key) {
         Some(p.clone())
     } else {
-        match RegexProtector::compile(list.iter().map(|(n, p)| (n.as_str(), p.as_str()))) {
+        match RegexProtector::compile(key.iter().map(|(n, p)| (n.as_str(), p.as_str()))) {
             Ok(p) => {
                 let p = Arc::new(p);
-                cache.0.insert(list, p.clone());
+                cache.0.insert(key, p.clone());
                 Some(p)
             }
             Err((i, e)) => {
-                let name = list.get(i).map_or("", |(n, _)| n.as_str());
-                errors.push(if at.is_empty() { format!("{path}.threat_protection.regex") } else { at }, format!("pattern `{name}`: {e}"));
+                if let Some((name, _, from_api, field)) = list.get(i) {
+                    report(errors, *from_api, field.clone(), format!("pattern `{name}`: {e}"));
+                }
                 None
             }
         }
@@ -139,10 +173,31 @@ mod tests {
             e.iter().map(|x| x.0.as_str()).collect::<Vec<_>>(),
             ["threat_protection.limits.max_uri_length", "threat_protection.limits.max_headers"]
         );
-        let e = errors(&format!("threat_protection: {{ regex: {{ scan: [path, body] }} }}\n{API}"));
+        // The warning names the block the scan list is written in: the API's here ...
+        let own = API.replace("resources:", "threat_protection: { regex: { scan: [path, body] } }, resources:");
+        let e = errors(&format!("threat_protection: {{ mode: enforce }}\n{own}"));
         assert_eq!(
             e,
             [("warning apis[0].threat_protection.regex.scan".into(), "`body` is not scanned yet: path, query and headers are".into())]
+        );
+        // ... and the gateway's here, once, however many APIs inherit it.
+        let e = errors(&format!("threat_protection: {{ regex: {{ scan: [path, body] }} }}\n{API}"));
+        assert_eq!(e, [("warning threat_protection.regex.scan".into(), "`body` is not scanned yet: path, query and headers are".into())]);
+    }
+
+    #[test]
+    fn a_gateway_wide_problem_is_reported_once_and_an_apis_own_at_the_api() {
+        let two = "apis:\n  - { name: a, context: /a, version: v1, endpoint: { targets: [{ url: \"http://127.0.0.1:9\" }] }, resources: [{ path: \"/*\" }] }\n  - { name: b, context: /b, version: v1, endpoint: { targets: [{ url: \"http://127.0.0.1:9\" }] }, threat_protection: { limits: { max_headers: 0 }, regex: { add: [{ name: mine, pattern: \"[\" }] } }, resources: [{ path: \"/*\" }] }";
+        let e = errors(&format!("threat_protection: {{ limits: {{ max_uri_length: 10B }}, regex: {{ scan: [body] }} }}\n{two}"));
+        let paths: Vec<&str> = e.iter().map(|x| x.0.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "threat_protection.limits.max_uri_length",
+                "apis[1].threat_protection.limits.max_headers",
+                "apis[1].threat_protection.regex.add[0]"
+            ],
+            "{e:?}"
         );
     }
 

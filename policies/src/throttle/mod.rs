@@ -303,8 +303,6 @@ pub fn checks(
     client: Option<IpAddr>,
 ) -> Checks {
     let mut out = Checks::default();
-    // A key's level is part of it (store::Key): one hash may serve two levels.
-    let ip_key = |_: Level| client.map(key_hash);
     if let (Some(limit), Some(ip)) = (t.ip, client) {
         out.push(Level::Ip, NO_TIER, key_hash(network(ip, t.ip_prefixes)), limit, true);
     }
@@ -321,7 +319,7 @@ pub fn checks(
     match principal {
         None if authenticated_api => {
             let i = t.unauthenticated;
-            if let (Some(q), Some(k)) = (tier(i).and_then(|t| t.quota), ip_key(Level::Unauthenticated)) {
+            if let (Some(q), Some(k)) = (tier(i).and_then(|t| t.quota), client.map(key_hash)) {
                 out.push(Level::Unauthenticated, i, k, q, tier(i).is_none_or(|t| t.enforce));
             }
         }
