@@ -28,6 +28,14 @@ pub struct RequestCtx {
     pub upstream_elapsed: Option<Duration>,
     /// Request body bytes received so far (Pingora's path counts them against the limit).
     pub body_bytes: u64,
+    /// The body protectors of an admitted request, while Pingora reads its body chunk by
+    /// chunk (`proxy::request_body_filter`).
+    pub body_gate: Option<policies::threat::body::BodyGate>,
+    /// The body was read whole before connecting (its bytes go upstream from Pingora's
+    /// retry buffer); `Expect` is then not forwarded, the gateway having answered it.
+    pub body_preread: bool,
+    /// A body refused after the upstream request started: answered by `fail_to_proxy`.
+    pub body_refusal: Option<policies::Rejection>,
     /// The problem code when the gateway answered itself.
     pub problem: Option<ProblemCode>,
     /// The application of a valid credential that was refused (403), for the access log.
@@ -50,6 +58,9 @@ impl RequestCtx {
             upstream_sent: None,
             upstream_elapsed: None,
             body_bytes: 0,
+            body_gate: None,
+            body_preread: false,
+            body_refusal: None,
             problem: None,
             refused_application: None,
         }

@@ -30,9 +30,10 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
-use policies::chain::Exchange;
+use policies::chain::{self, Exchange};
 use policies::metrics::{EXCHANGE_REQUESTS, FAMILIES};
 use policies::state::now_ms;
+use policies::threat::body::{BodyGate, GateStep};
 use policies::{ProblemCode, Rejection, RequestHead};
 use std::net::IpAddr;
 use std::ops::ControlFlow;
@@ -206,7 +207,13 @@ impl ProxyHttp for Gateway {
         let path = session.req_header().uri.path();
         let decision = pipeline::decide(self, ctx, &head(session), path).await;
         match decision {
-            Decision::Proxy => Ok(false),
+            Decision::Proxy => match self.body_before_connect(session, ctx).await? {
+                None => Ok(false),
+                Some(rejection) => {
+                    respond::reject(session, ctx, rejection).await?;
+                    Ok(true)
+                }
+            },
             Decision::Reject(rejection) => {
                 respond::reject(session, ctx, rejection).await?;
                 Ok(true)
@@ -231,7 +238,7 @@ impl ProxyHttp for Gateway {
         &self,
         _session: &mut Session,
         body: &mut Option<bytes::Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         // A declared length was checked in `request_filter`; a chunked body is counted here.
@@ -240,6 +247,24 @@ impl ProxyHttp for Gateway {
             if ctx.body_bytes > self.limits.max_body {
                 return Err(Error::explain(ErrorType::HTTPStatus(413), "the request body grew past server.max_request_body"));
             }
+        }
+        // Step 10 for a body not read before connecting: held back until its verdict, so no
+        // byte of a refused body reaches the upstream (which has seen only the head; the
+        // upstream request is aborted).
+        let RequestCtx { snapshot, admitted, body_gate, body_refusal, .. } = ctx;
+        let (Some(gate), Some(admitted)) = (body_gate.as_mut(), admitted.as_ref()) else { return Ok(()) };
+        let Some(policy) = chain::threat_policy(snapshot, admitted) else { return Ok(()) };
+        match gate.push(policy, body.take().unwrap_or_default(), end_of_stream) {
+            GateStep::Hold => *body = Some(bytes::Bytes::new()),
+            GateStep::Forward(b) => *body = (!b.is_empty() || !end_of_stream).then_some(b),
+            GateStep::Found(found) => match chain::body_finding(snapshot, admitted, &found) {
+                Ok(()) => *body = Some(gate.let_through()),
+                Err(rejection) => {
+                    let status = rejection.code.status().as_u16();
+                    *body_refusal = Some(rejection);
+                    return Err(Error::explain(ErrorType::HTTPStatus(status), "a threat protector refused the request body"));
+                }
+            },
         }
         Ok(())
     }
@@ -285,12 +310,13 @@ impl ProxyHttp for Gateway {
         // does a client that went away or stalled mid-request (a downstream error, or our own
         // body limit).
         let closed_kept = client_reused && matches!(e.retry, pingora::RetryType::ReusedOnly);
-        let client_side = matches!(e.esource(), ErrorSource::Downstream) || matches!(e.etype(), ErrorType::HTTPStatus(413));
+        let client_side =
+            matches!(e.esource(), ErrorSource::Downstream) || matches!(e.etype(), ErrorType::HTTPStatus(413)) || ctx.body_refusal.is_some();
         if !closed_kept && !client_side {
             self.strike(ctx, kind);
         }
         let mut e = e.more_context(format!("Peer: {peer}"));
-        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated() {
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated() || ctx.body_refusal.is_some() {
             e.set_retry(false);
         } else {
             e.retry.decide_reuse(client_reused);
@@ -347,6 +373,10 @@ impl ProxyHttp for Gateway {
         if let Some((name, value)) = edits.backend_jwt {
             up.insert_header(name, value)?;
         }
+        // The gateway answered `Expect: 100-continue` itself when it read the body first.
+        if ctx.body_preread {
+            up.remove_header(&header::EXPECT);
+        }
         up.insert_header(X_FORWARDED_PROTO_CASE, HeaderValue::from_static(edits.proto))?;
         up.insert_header(X_REQUEST_ID_CASE, ctx.request_id.clone())?;
         ctx.upstream_sent = Some(Instant::now());
@@ -389,6 +419,18 @@ impl ProxyHttp for Gateway {
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+        // A body a protector refused mid-way: its problem, and the connection closes (the
+        // rest of the body was not read).
+        if let Some(rejection) = ctx.body_refusal.take() {
+            let status = rejection.code.status().as_u16();
+            if session.response_written().is_none() {
+                session.set_keepalive(None);
+                if let Err(write_err) = respond::reject(session, ctx, rejection).await {
+                    tracing::debug!(error = %write_err, "could not send error response");
+                }
+            }
+            return FailToProxy { error_code: status, can_reuse_downstream: false };
+        }
         let (code, detail) = classify(e);
         let Some(code) = code else {
             // The client is gone: nothing to answer.
@@ -427,7 +469,65 @@ impl ProxyHttp for Gateway {
     }
 }
 
+/// The largest declared body read whole before connecting: what Pingora's retry buffer holds
+/// (it replays the bytes to the upstream once connected). A larger or chunked body is held back
+/// chunk by chunk in `request_body_filter` instead.
+const PREREAD_LIMIT: u64 = 64 * 1024;
+
 impl Gateway {
+    /// Step 10 for a request with a body its API's threat protection inspects: when the body
+    /// is small enough (a declared length up to [`PREREAD_LIMIT`]) it is read and judged here,
+    /// before any upstream is chosen, so the upstream never sees a refused request. Otherwise
+    /// the body gate goes to `request_body_filter`. `Some`: the refusal to answer.
+    async fn body_before_connect(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Option<Rejection>> {
+        let RequestCtx { snapshot, admitted, body_gate, body_preread, .. } = ctx;
+        let Some(admitted) = admitted.as_ref() else { return Ok(None) };
+        let (Some(policy), Some(inspector)) =
+            (chain::threat_policy(snapshot, admitted), chain::body_inspector(snapshot, admitted, &head(session)))
+        else {
+            return Ok(None);
+        };
+        if session.as_mut().is_body_empty() {
+            return Ok(None);
+        }
+        let mut gate = BodyGate::new(inspector);
+        let small = declared_length(session.req_header()).ok().flatten().is_some_and(|n| n <= PREREAD_LIMIT);
+        if !(gate.holds() && small) {
+            *body_gate = Some(gate);
+            return Ok(None);
+        }
+        // The client may be waiting for a 100 before it sends the body.
+        let expects = session.req_header().headers.get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        if expects && !session.is_http2() {
+            session.as_downstream_mut().write_response_header(Box::new(ResponseHeader::build(100, Some(0))?)).await?;
+        }
+        session.as_mut().enable_retry_buffering();
+        *body_preread = true;
+        loop {
+            // A read that fails or times out is the client's doing (408, not 504).
+            let chunk = session.as_mut().read_request_body().await.map_err(|e| e.into_down())?;
+            let end = chunk.is_none() || session.as_mut().is_body_done();
+            match gate.push(policy, chunk.unwrap_or_default(), end) {
+                // The bytes are in the retry buffer, which Pingora sends once connected.
+                GateStep::Hold | GateStep::Forward(_) => {}
+                GateStep::Found(found) => match chain::body_finding(snapshot, admitted, &found) {
+                    Ok(()) => {
+                        gate.let_through();
+                    }
+                    Err(rejection) => {
+                        if !session.as_mut().is_body_done() {
+                            session.set_keepalive(None);
+                        }
+                        return Ok(Some(rejection));
+                    }
+                },
+            }
+            if end {
+                return Ok(None);
+            }
+        }
+    }
+
     /// Counts and logs a finished request (every request, local replies included).
     pub(crate) fn finish<'a>(&self, ctx: &'a RequestCtx, status: u16, facts: impl FnOnce() -> RequestFacts<'a>) {
         let elapsed = ctx.started.elapsed();

@@ -23,7 +23,8 @@
 //! | 6b | threat protection of the head: URI and header limits, regex over path, query and headers (`threat::head`) | 414 / 431 / 400 `threat.detected` |
 //! | 7 | authentication and authorization from the caches (`authn`), then the application and user deny lists | 401 / 403 |
 //! | 8 | commit: the asynchronous step (introspection), then [`complete`] | 401 / 403 / 503 |
-//! | 9 | commit: the throttle reservation, all levels in one store call ([`reserve`], `throttle`) | 429 `throttle.limited` |
+//! | 9 | commit: the throttle reservation, all levels in one store call (`throttle`) | 429 `throttle.limited` |
+//! | 10 | the body protectors, as the body arrives and before the upstream sees a byte of it ([`body_inspector`], `threat::body`) | 413 / 400 `threat.detected` |
 //!
 //! The lane stops at step 6 for a resource it may not serve, before authentication, so a
 //! request it hands to Pingora is authenticated and throttled once, by Pingora.
@@ -33,6 +34,8 @@ use crate::authn::{AuthStep, Principal};
 use crate::cors::CorsHeaders;
 use crate::route::normalize;
 use crate::snapshot::{Action, Plan, Refusal, Snapshot};
+use crate::threat::body::BodyInspector;
+use crate::threat::head::{Detection, ThreatPolicy};
 use crate::throttle::{self, Quota};
 use crate::verdict::{ProblemCode, Rejection};
 use crate::RequestHead;
@@ -136,12 +139,9 @@ pub fn plan(snapshot: &Snapshot, req: &dyn RequestHead, raw_path: &str, exchange
     if let Some(api) = snapshot.api(api) {
         if let Some(policy) = &api.threat {
             if let Some(found) = crate::threat::head::check_head(policy, req, raw_path) {
-                let action = if policy.enforce { "blocked" } else { "logged" };
-                crate::metrics::FAMILIES.threats.with_label_values(&[&*api.name, found.protector, &found.rule, action]).inc();
-                if policy.enforce {
-                    return Planned::Refuse(Refusal { api: Some(plan.api), rejection: found.rejection() });
+                if let Err(rejection) = threat_detected(api, policy, &found) {
+                    return Planned::Refuse(Refusal { api: Some(plan.api), rejection });
                 }
-                tracing::warn!(api = %api.name, protector = found.protector, rule = %found.rule, location = found.location, "threat detected (monitor mode: let through)");
             }
         }
     }
@@ -225,4 +225,36 @@ pub fn settle(
             Err(Refusal { api: Some(admitted.plan.api), rejection })
         }
     }
+}
+
+/// A threat protector's finding on a request of `api`: counted, and in enforce mode the
+/// rejection to answer; in monitor mode logged and let through (`Ok`).
+pub fn threat_detected(api: &crate::snapshot::Api, policy: &ThreatPolicy, found: &Detection) -> Result<(), Rejection> {
+    let action = if policy.enforce { "blocked" } else { "logged" };
+    crate::metrics::FAMILIES.threats.with_label_values(&[&*api.name, found.protector, &found.rule, action]).inc();
+    if policy.enforce {
+        return Err(found.rejection());
+    }
+    tracing::warn!(api = %api.name, protector = found.protector, rule = %found.rule, location = found.location, "threat detected (monitor mode: let through)");
+    Ok(())
+}
+
+/// Step 10 (after commit, before the upstream sees a byte of the body): the body protectors
+/// for an admitted request that has a body, or `None` when its API has no threat protection.
+/// The exchange feeds the body to the inspector as it arrives and holds it back while
+/// [`BodyInspector::holds`]; each finding goes through [`body_finding`].
+pub fn body_inspector(snapshot: &Snapshot, admitted: &Admitted, req: &dyn RequestHead) -> Option<BodyInspector> {
+    Some(BodyInspector::new(threat_policy(snapshot, admitted)?, req.header("content-type")))
+}
+
+/// The admitted request's API's threat protection.
+pub fn threat_policy<'s>(snapshot: &'s Snapshot, admitted: &Admitted) -> Option<&'s ThreatPolicy> {
+    snapshot.api(admitted.plan.api)?.threat.as_ref()
+}
+
+/// A body finding of the admitted request's API (see [`threat_detected`]): `Err` to refuse it.
+pub fn body_finding(snapshot: &Snapshot, admitted: &Admitted, found: &Detection) -> Result<(), Rejection> {
+    let Some(api) = snapshot.api(admitted.plan.api) else { return Ok(()) };
+    let Some(policy) = &api.threat else { return Ok(()) };
+    threat_detected(api, policy, found)
 }

@@ -307,7 +307,16 @@ impl Conn {
         let close = head.close || *self.shutdown.borrow();
         let reply = {
             let view = View { head, buf: &self.inbuf, client: self.client };
-            match decide(gw, &mut ctx, &view, view.path()).await {
+            let decision = match decide(gw, &mut ctx, &view, view.path()).await {
+                // Step 10: the body is here whole (at most `LANE_BODY_LIMIT`), so it is judged
+                // before the upstream is chosen.
+                Decision::Proxy => match body_verdict(&ctx, &view, self.inbuf.get(head.len..head.len + head.body_len())) {
+                    Ok(()) => Decision::Proxy,
+                    Err(rejection) => Decision::Reject(rejection),
+                },
+                d => d,
+            };
+            match decision {
                 Decision::Proxy => None,
                 // Pingora serves it and decides it; the lane spent nothing on it.
                 Decision::HandOff => {
@@ -399,6 +408,16 @@ impl Conn {
             http: "1.1",
             bytes_sent: sent.body,
         });
+    }
+}
+
+/// The body protectors' verdict on an admitted request's whole body (`Err`: refuse it).
+fn body_verdict(ctx: &RequestCtx, view: &View<'_>, body: Option<&[u8]>) -> Result<(), Rejection> {
+    let (Some(admitted), Some(body)) = (ctx.admitted.as_ref(), body.filter(|b| !b.is_empty())) else { return Ok(()) };
+    let Some(policy) = policies::chain::threat_policy(&ctx.snapshot, admitted) else { return Ok(()) };
+    match policies::threat::body::BodyInspector::check_whole(policy, view.header("content-type"), body) {
+        Ok(()) => Ok(()),
+        Err(found) => policies::chain::body_finding(&ctx.snapshot, admitted, &found),
     }
 }
 

@@ -29,13 +29,15 @@ pub use crate::authn::spec::{
 pub use crate::cors::spec::CorsSpec;
 pub use crate::lifecycle::spec::{DeprecationSpec, LifecycleState};
 pub use crate::mock::spec::MockSpec;
-pub use crate::threat::spec::{PatternSpec, PatternsSpec, RegexSpec, ScanTarget, ThreatLimitsSpec, ThreatMode, ThreatSpec};
+pub use crate::threat::spec::{
+    DtdSpec, JsonSpec, PatternSpec, PatternsSpec, RegexSpec, ScanTarget, ThreatLimitsSpec, ThreatMode, ThreatSpec, XmlSpec,
+};
 pub use crate::throttle::spec::{
     ApiThrottlingSpec, ConditionLimitSpec, ConditionSpec, DenySpec, IpLimitSpec, LimitSpec, MatchSpec, ThrottlingSpec, TierSpec, WhenSpec,
 };
 pub use crate::upstream::spec::{EndpointSpec, HealthCheckSpec, PassiveHealthSpec, Strategy, TargetSpec, UpstreamTlsSpec};
 pub use parse::{parse, parse_document, parse_value, Format};
-pub use units::{ByteSize, HumanDuration};
+pub use units::{ByteSize, HumanDuration, Length};
 
 use serde::Deserialize;
 use std::time::Duration;

@@ -104,6 +104,33 @@ impl<'de> serde::Deserialize<'de> for ByteSize {
     }
 }
 
+/// A length in characters: a plain number (`256`) or, for readability, a size (`8KiB` is
+/// 8192). Used by the JSON protector's string and key limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Length(pub u64);
+
+impl<'de> serde::Deserialize<'de> for Length {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Length;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number of characters such as 256, or a size such as 8KiB")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                parse_size(v).map(Length).map_err(E::custom)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Length(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                u64::try_from(v).map(Length).map_err(|_| E::custom(format!("`{v}` is negative")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

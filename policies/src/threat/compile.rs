@@ -3,8 +3,10 @@
 //! that uses the same set.
 
 use super::head::ThreatPolicy;
+use super::json::JsonLimits;
 use super::regex::{RegexProtector, BUILT_IN};
-use super::spec::{PatternsSpec, ScanTarget, ThreatLimitsSpec, ThreatMode, ThreatSpec};
+use super::spec::{DtdSpec, JsonSpec, PatternsSpec, ScanTarget, ThreatLimitsSpec, ThreatMode, ThreatSpec, XmlSpec};
+use super::xml::{Dtd, XmlLimits};
 use crate::error::Errors;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,6 +14,12 @@ use std::sync::Arc;
 const DEFAULT_URI: u64 = 8 * 1024;
 const DEFAULT_HEADERS_SIZE: u64 = 16 * 1024;
 const DEFAULT_HEADERS: u32 = 100;
+const DEFAULT_BODY_SIZE: u64 = 10 * 1024 * 1024;
+const DEFAULT_BODY_SCAN: u64 = 1024 * 1024;
+
+fn clamp32(v: u64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
 
 /// Compiled pattern sets, by their (name, pattern) list.
 #[derive(Default)]
@@ -75,6 +83,7 @@ pub fn compile_threat(
     );
     let max_headers =
         checked(errors, limit(|l| l.max_headers.map(u64::from)), u64::from(DEFAULT_HEADERS), 1, "limits.max_headers", "must be at least 1");
+    let max_headers = clamp32(max_headers);
 
     // The regex part: the API's `patterns` replace the gateway's; both blocks' `add` add to
     // them. Each entry keeps where it was written, for its error.
@@ -103,13 +112,72 @@ pub fn compile_threat(
             }
         }
     }
-    let scan = pick(api, gateway, |s| s.regex.as_ref()?.scan.clone());
-    if let Some((targets, from_api)) = &scan {
-        if targets.contains(&ScanTarget::Body) && (*from_api || report_gateway) {
-            warnings.push(at(*from_api, "regex.scan"), "`body` is not scanned yet: path, query and headers are");
+    let scan = pick(api, gateway, |s| s.regex.as_ref()?.scan.clone())
+        .map_or_else(|| vec![ScanTarget::Path, ScanTarget::Query, ScanTarget::Headers, ScanTarget::Body], |(t, _)| t);
+    let max_body_size =
+        checked(errors, limit(|l| l.max_body_size.map(|b| b.0)), DEFAULT_BODY_SIZE, 1, "limits.max_body_size", "must be at least 1B");
+    let max_body_scan = checked(
+        errors,
+        pick(api, gateway, |s| s.regex.as_ref()?.max_body_scan.map(|b| b.0)),
+        DEFAULT_BODY_SCAN,
+        1,
+        "regex.max_body_scan",
+        "must be at least 1B",
+    );
+
+    // The JSON and XML protectors: each key from the API's block, else the gateway's, else
+    // the default; on unless `enabled: false`.
+    let json = {
+        let d = JsonLimits::default();
+        let get = |f: fn(&JsonSpec) -> Option<u64>| pick(api, gateway, |s| s.json.as_ref().and_then(f));
+        let n = |errors: &mut Errors, f: fn(&JsonSpec) -> Option<u64>, default: u64, field: &str| {
+            checked(errors, get(f), default, 1, &format!("json.{field}"), "must be at least 1")
+        };
+        let limits = JsonLimits {
+            max_depth: clamp32(n(errors, |j| j.max_depth.map(u64::from), d.max_depth.into(), "max_depth")),
+            max_properties: clamp32(n(errors, |j| j.max_properties.map(u64::from), d.max_properties.into(), "max_properties")),
+            max_string_length: n(errors, |j| j.max_string_length.map(|l| l.0), d.max_string_length, "max_string_length"),
+            max_array_length: clamp32(n(errors, |j| j.max_array_length.map(u64::from), d.max_array_length.into(), "max_array_length")),
+            max_key_length: n(errors, |j| j.max_key_length.map(|l| l.0), d.max_key_length, "max_key_length"),
+            max_size: n(errors, |j| j.max_size.map(|b| b.0), d.max_size, "max_size"),
+        };
+        pick(api, gateway, |s| s.json.as_ref()?.enabled).is_none_or(|(on, _)| on).then_some(limits)
+    };
+    let xml = {
+        let d = XmlLimits::default();
+        let get = |f: fn(&XmlSpec) -> Option<u64>| pick(api, gateway, |s| s.xml.as_ref().and_then(f));
+        let n = |errors: &mut Errors, f: fn(&XmlSpec) -> Option<u64>, default: u64, field: &str| {
+            checked(errors, get(f), default, 1, &format!("xml.{field}"), "must be at least 1")
+        };
+        let limits = XmlLimits {
+            max_depth: clamp32(n(errors, |x| x.max_depth.map(u64::from), d.max_depth.into(), "max_depth")),
+            max_elements: clamp32(n(errors, |x| x.max_elements.map(u64::from), d.max_elements.into(), "max_elements")),
+            max_attributes: clamp32(n(errors, |x| x.max_attributes.map(u64::from), d.max_attributes.into(), "max_attributes")),
+            max_attribute_length: n(errors, |x| x.max_attribute_length.map(|l| l.0), d.max_attribute_length, "max_attribute_length"),
+            max_children: clamp32(n(errors, |x| x.max_children.map(u64::from), d.max_children.into(), "max_children")),
+            max_text_length: n(errors, |x| x.max_text_length.map(|l| l.0), d.max_text_length, "max_text_length"),
+            max_size: n(errors, |x| x.max_size.map(|b| b.0), d.max_size, "max_size"),
+            dtd: match pick(api, gateway, |s| s.xml.as_ref()?.dtd) {
+                Some((DtdSpec::Allow, _)) => Dtd::Allow,
+                _ => Dtd::Deny,
+            },
+        };
+        pick(api, gateway, |s| s.xml.as_ref()?.enabled).is_none_or(|(on, _)| on).then_some(limits)
+    };
+    // A structural protector's own size limit above the body limit never applies.
+    for (protector, size) in [("json", json.map(|j| j.max_size)), ("xml", xml.map(|x| x.max_size))] {
+        if let Some((size, from_api)) = size.and(pick(api, gateway, |s| match protector {
+            "json" => s.json.as_ref()?.max_size.map(|b| b.0),
+            _ => s.xml.as_ref()?.max_size.map(|b| b.0),
+        })) {
+            if size > max_body_size && (from_api || report_gateway) {
+                warnings.push(
+                    at(from_api, &format!("{protector}.max_size")),
+                    format!("is larger than limits.max_body_size ({max_body_size} bytes), which holds first"),
+                );
+            }
         }
     }
-    let scan = scan.map_or_else(|| vec![ScanTarget::Path, ScanTarget::Query, ScanTarget::Headers], |(t, _)| t);
     let key: Vec<(String, String)> = list.iter().map(|(n, p, _, _)| (n.clone(), p.clone())).collect();
     let regex = if key.is_empty() {
         None
@@ -134,11 +202,16 @@ pub fn compile_threat(
         enforce: mode == ThreatMode::Enforce,
         max_uri_length,
         max_header_size,
-        max_headers: u32::try_from(max_headers).unwrap_or(u32::MAX),
+        max_headers,
         regex,
         scan_path: scan.contains(&ScanTarget::Path),
         scan_query: scan.contains(&ScanTarget::Query),
         scan_headers: scan.contains(&ScanTarget::Headers),
+        max_body_size,
+        scan_body: scan.contains(&ScanTarget::Body),
+        max_body_scan,
+        json,
+        xml,
     })
 }
 
@@ -158,7 +231,7 @@ mod tests {
     const API: &str = "apis: [{ name: a, context: /a, version: v1, endpoint: { targets: [{ url: \"http://127.0.0.1:9\" }] }, resources: [{ path: \"/*\" }] }]";
 
     #[test]
-    fn bad_threat_settings_are_refused_with_their_path_and_body_scanning_is_warned_about() {
+    fn bad_threat_settings_are_refused_with_their_path_and_oversized_limits_are_warned_about() {
         let e = errors(&format!("threat_protection: {{ regex: {{ patterns: [{{ name: bad, pattern: \"(\" }}] }} }}\n{API}"));
         assert_eq!(e.len(), 1, "{e:?}");
         assert_eq!(e[0].0, "threat_protection.regex.patterns");
@@ -173,16 +246,31 @@ mod tests {
             e.iter().map(|x| x.0.as_str()).collect::<Vec<_>>(),
             ["threat_protection.limits.max_uri_length", "threat_protection.limits.max_headers"]
         );
-        // The warning names the block the scan list is written in: the API's here ...
-        let own = API.replace("resources:", "threat_protection: { regex: { scan: [path, body] } }, resources:");
+        // A warning names the block its value is written in: the API's here ...
+        let own = API.replace("resources:", "threat_protection: { limits: { max_body_size: 1KiB }, json: { max_size: 2KiB } }, resources:");
         let e = errors(&format!("threat_protection: {{ mode: enforce }}\n{own}"));
         assert_eq!(
             e,
-            [("warning apis[0].threat_protection.regex.scan".into(), "`body` is not scanned yet: path, query and headers are".into())]
+            [(
+                "warning apis[0].threat_protection.json.max_size".into(),
+                "is larger than limits.max_body_size (1024 bytes), which holds first".into()
+            )]
         );
         // ... and the gateway's here, once, however many APIs inherit it.
-        let e = errors(&format!("threat_protection: {{ regex: {{ scan: [path, body] }} }}\n{API}"));
-        assert_eq!(e, [("warning threat_protection.regex.scan".into(), "`body` is not scanned yet: path, query and headers are".into())]);
+        let e = errors(&format!("threat_protection: {{ limits: {{ max_body_size: 1KiB }}, xml: {{ max_size: 4KiB }} }}\n{API}"));
+        assert_eq!(
+            e,
+            [(
+                "warning threat_protection.xml.max_size".into(),
+                "is larger than limits.max_body_size (1024 bytes), which holds first".into()
+            )]
+        );
+        let e =
+            errors(&format!("threat_protection: {{ json: {{ max_depth: 0, max_key_length: 8KiB }}, xml: {{ max_children: 0 }} }}\n{API}"));
+        assert_eq!(
+            e.iter().map(|x| x.0.as_str()).collect::<Vec<_>>(),
+            ["threat_protection.json.max_depth", "threat_protection.xml.max_children"]
+        );
     }
 
     #[test]
@@ -199,6 +287,24 @@ mod tests {
             ],
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn an_apis_json_and_xml_keys_override_the_gateways_one_by_one() {
+        let yaml = format!(
+            "threat_protection: {{ json: {{ max_depth: 16, max_string_length: 4KiB }}, xml: {{ dtd: allow, max_depth: 10 }} }}\napis:\n{}\n{}",
+            "  - { name: a, context: /a, version: v1, endpoint: { targets: [{ url: \"http://127.0.0.1:9\" }] }, resources: [{ path: \"/*\" }] }",
+            "  - { name: b, context: /b, version: v1, endpoint: { targets: [{ url: \"http://127.0.0.1:9\" }] }, threat_protection: { json: { max_depth: 8 }, xml: { enabled: false }, regex: { scan: [path], max_body_scan: 4KiB } }, resources: [{ path: \"/*\" }] }",
+        );
+        let s = compile(&parse(yaml.as_bytes(), Format::Yaml).unwrap(), &Durable::new()).unwrap();
+        let (a, b) = (s.apis[0].threat.as_ref().unwrap(), s.apis[1].threat.as_ref().unwrap());
+        let (ja, jb) = (a.json.unwrap(), b.json.unwrap());
+        assert_eq!((ja.max_depth, ja.max_string_length, ja.max_properties), (16, 4096, 256));
+        assert_eq!((jb.max_depth, jb.max_string_length), (8, 4096));
+        assert_eq!(a.xml.map(|x| (x.dtd, x.max_depth)), Some((crate::threat::xml::Dtd::Allow, 10)));
+        assert!(b.xml.is_none());
+        assert!(a.scan_body && a.scan_path && !b.scan_body && b.scan_path && !b.scan_query);
+        assert_eq!((a.max_body_scan, b.max_body_scan, a.max_body_size), (1 << 20, 4096, 10 << 20));
     }
 
     #[test]

@@ -21,6 +21,13 @@ pub struct ThreatPolicy {
     pub scan_path: bool,
     pub scan_query: bool,
     pub scan_headers: bool,
+    /// The body protectors (`body`): the body size limit, the regex protector over the body
+    /// (its first `max_body_scan` bytes), and the JSON and XML protectors (`None`: off).
+    pub max_body_size: u64,
+    pub scan_body: bool,
+    pub max_body_scan: u64,
+    pub json: Option<super::json::JsonLimits>,
+    pub xml: Option<super::xml::XmlLimits>,
 }
 
 /// What a protector found.
@@ -41,7 +48,11 @@ impl Detection {
         let detail = match self.code {
             ProblemCode::UriTooLong => "the request target is longer than the API accepts".to_string(),
             ProblemCode::HeadTooLarge => format!("the request's header fields exceed the {} limit", self.rule),
-            _ => format!("the {} protector's rule {} matched the request's {}", self.protector, self.rule, self.location),
+            ProblemCode::BodyTooLarge => format!("the request body exceeds the {} limit", self.rule),
+            _ if self.protector == "regex" => {
+                format!("the {} protector's rule {} matched the request's {}", self.protector, self.rule, self.location)
+            }
+            _ => format!("the request {} breaks the {} protector's rule {}", self.location, self.protector, self.rule),
         };
         let mut r = Rejection::new(self.code, detail);
         r.names = Some(crate::verdict::ProblemNames::Threat { protector: self.protector, rule: self.rule.clone() });
@@ -60,6 +71,10 @@ pub fn check_head(p: &ThreatPolicy, req: &dyn RequestHead, raw_path: &str) -> Op
     let uri = raw_path.len() + query.map_or(0, |q| q.len() + 1);
     if uri as u64 > p.max_uri_length {
         return Some(limit("max_uri_length", "uri", ProblemCode::UriTooLong));
+    }
+    // A declared body beyond the limit is refused before a byte of it is read.
+    if req.header("content-length").and_then(crate::request::parse_content_length).is_some_and(|n| n > p.max_body_size) {
+        return Some(limit("max_body_size", "body", ProblemCode::BodyTooLarge));
     }
     let (mut count, mut bytes) = (0u32, 0u64);
     let mut found: Option<Detection> = None;
