@@ -5,6 +5,8 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use policies::threat::body::BodyInspector;
+use policies::threat::head::ThreatPolicy;
 use policies::threat::json::{JsonLimits, JsonValidator};
 use policies::threat::regex::RegexProtector;
 use policies::threat::xml::{check_xml, XmlLimits};
@@ -46,6 +48,25 @@ fn xml_payload(size: usize) -> Vec<u8> {
     }
     out.push_str(tail);
     out.into_bytes()
+}
+
+/// Every protector on, with the documented defaults.
+fn threat_policy() -> ThreatPolicy {
+    ThreatPolicy {
+        enforce: true,
+        max_uri_length: 8192,
+        max_header_size: 16384,
+        max_headers: 100,
+        max_body_size: 10 << 20,
+        regex: Some(std::sync::Arc::new(RegexProtector::built_in())),
+        scan_path: true,
+        scan_query: true,
+        scan_headers: true,
+        scan_body: true,
+        max_body_scan: 1 << 20,
+        json: Some(JsonLimits::default()),
+        xml: Some(XmlLimits::default()),
+    }
 }
 
 fn bench(c: &mut Criterion) {
@@ -96,6 +117,26 @@ fn bench(c: &mut Criterion) {
         });
         group.bench_with_input(BenchmarkId::new("default_set_raw", name), &body, |b, body| {
             b.iter(|| black_box(protector.scan_raw(body).is_none()))
+        });
+    }
+    group.finish();
+
+    // A whole request body through the body step, as the exchanges run it: the side-by-side
+    // bench's 1 KiB JSON POST, and the order payloads, with every protector on (defaults).
+    let policy = threat_policy();
+    let post = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/bench/post-1k.lua"))
+        .ok()
+        .and_then(|lua| {
+            lua.lines().find_map(|l| l.strip_prefix("wrk.body = ").map(|b| b.trim().trim_matches('"').replace("\\\"", "\"").into_bytes()))
+        })
+        .unwrap_or_else(|| payload(1024));
+    let mut group = c.benchmark_group("threat_body");
+    let json = Some(&b"application/json"[..]);
+    for (name, body) in [("bench_post_1k", post), ("orders_1KiB", payload(1024)), ("orders_64KiB", payload(60 * 1024))] {
+        assert!(BodyInspector::check_whole(&policy, json, &body).is_ok(), "{name} is benign");
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_with_input(BenchmarkId::new("all_protectors", name), &body, |b, body| {
+            b.iter(|| black_box(BodyInspector::check_whole(&policy, json, body).is_ok()))
         });
     }
     group.finish();

@@ -267,14 +267,21 @@ fn xml_detection(v: XmlViolation) -> Detection {
 /// escape is no bypass of the regex protector; borrowed when there is no escape. A lone
 /// surrogate decodes to U+FFFD. (The text is not checked here: the JSON protector does that.)
 pub fn unescape_json(text: &[u8]) -> Cow<'_, [u8]> {
-    if !text.contains(&b'\\') {
+    if memchr::memchr(b'\\', text).is_none() {
         return Cow::Borrowed(text);
     }
     let mut out = Vec::with_capacity(text.len());
     let mut i = 0;
     while i < text.len() {
+        // Copy the run up to the next `\` whole.
+        let Some(at) = memchr::memchr(b'\\', &text[i..]) else {
+            out.extend_from_slice(&text[i..]);
+            break;
+        };
+        out.extend_from_slice(&text[i..i + at]);
+        i += at;
         let b = text[i];
-        if b != b'\\' || i + 1 >= text.len() {
+        if i + 1 >= text.len() {
             out.push(b);
             i += 1;
             continue;
