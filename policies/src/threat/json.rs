@@ -286,7 +286,21 @@ impl JsonValidator {
                     i += stop;
                     let Some(&c) = chunk.get(i) else { return Ok(()) };
                     match c {
-                        b'"' if key => self.state = State::Colon,
+                        b'"' if key => {
+                            // The usual sequel of a key, `: ` or `:`, without a trip through the
+                            // dispatch for each byte.
+                            i += 1;
+                            if chunk.get(i) == Some(&b':') {
+                                i += 1;
+                                self.state = State::Value;
+                                if chunk.get(i) == Some(&b' ') {
+                                    i += 1;
+                                }
+                            } else {
+                                self.state = State::Colon;
+                            }
+                            continue;
+                        }
                         b'"' => self.state = if self.stack.is_empty() { State::Done } else { State::After },
                         b'\\' => self.state = State::Escape { key },
                         _ => return Err(JsonViolation::Malformed("a control character in a string")),
@@ -355,7 +369,12 @@ impl JsonValidator {
                         None => return Err(JsonViolation::Malformed("an invalid number")),
                     }
                 }
-                _ if is_ws(b) => {}
+                _ if is_ws(b) => {
+                    // A run of whitespace (indentation) in one tight loop.
+                    while chunk.get(i + 1).is_some_and(|&c| is_ws(c)) {
+                        i += 1;
+                    }
+                }
                 State::Value => self.value(b)?,
                 State::ArrayFirst => {
                     if b == b']' {
@@ -381,7 +400,22 @@ impl JsonValidator {
                     self.state = State::Value;
                 }
                 State::After => match (self.stack.last(), b) {
-                    (Some(true), b',') => self.state = State::Key,
+                    (Some(true), b',') => {
+                        // The usual `, "` before the next key: straight into it.
+                        let mut j = i + 1;
+                        if chunk.get(j) == Some(&b' ') {
+                            j += 1;
+                        }
+                        if chunk.get(j) == Some(&b'"') {
+                            self.state = State::Key;
+                            self.count()?;
+                            self.len = 0;
+                            self.state = State::Str { key: true };
+                            i = j + 1;
+                            continue;
+                        }
+                        self.state = State::Key;
+                    }
                     (Some(true), b'}') | (Some(false), b']') => self.close(),
                     (Some(false), b',') => {
                         self.count()?;
