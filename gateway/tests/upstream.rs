@@ -97,6 +97,17 @@ async fn failover_strategy_prefers_the_first_target_and_comes_back() {
     }
     a.stop();
     drop(a);
+    // The stopped upstream's open keep-alive connections close when their tasks see the stop,
+    // so under load a request may still be answered by "a" for a moment; never by an error.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, server) = server_of(&c, &gw).await;
+        assert_eq!(status, 200, "failing over costs no client error");
+        if server == "b" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "traffic never moved to b");
+    }
     for _ in 0..5 {
         assert_eq!(server_of(&c, &gw).await, (200, "b".into()));
     }
