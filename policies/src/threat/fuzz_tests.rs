@@ -83,6 +83,43 @@ fn mutated_json_never_panics_and_chunking_never_changes_the_verdict() {
     }
 }
 
+/// serde_json as the oracle of what is JSON: with limits no input reaches, the validator
+/// accepts exactly what serde_json parses. (Left out: invalid UTF-8 and lone surrogate escapes,
+/// which the validator does not check and serde_json refuses, and numbers beyond an f64.)
+#[test]
+fn mutated_json_is_accepted_exactly_when_serde_json_parses_it() {
+    let limits = JsonLimits {
+        max_depth: 100,
+        max_properties: u32::MAX,
+        max_string_length: u64::MAX,
+        max_array_length: u32::MAX,
+        max_key_length: u64::MAX,
+        max_size: u64::MAX,
+    };
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    let (mut compared, mut valid) = (0, 0);
+    for round in 0..20_000 {
+        let body = mutate(&mut rng, JSON_SEEDS[round % JSON_SEEDS.len()].as_bytes());
+        let Ok(text) = std::str::from_utf8(&body) else { continue };
+        if text.to_ascii_lowercase().contains("\\ud") {
+            continue;
+        }
+        let theirs = match serde_json::from_slice::<serde_json::Value>(&body) {
+            Ok(_) => true,
+            // RFC 8259 grammar allows any exponent; serde_json refuses what overflows an f64.
+            Err(e) if e.to_string().contains("number out of range") => continue,
+            Err(_) => false,
+        };
+        let mut v = JsonValidator::new(limits);
+        let ours = v.feed(&body).and_then(|()| v.finish()).is_ok();
+        assert_eq!(ours, theirs, "round {round}: {text:?}");
+        compared += 1;
+        valid += usize::from(ours);
+    }
+    // The mutations must produce both kinds, or the comparison proves little.
+    assert!(compared > 10_000 && valid > 500 && compared - valid > 500, "{compared} compared, {valid} valid");
+}
+
 #[test]
 fn mutated_xml_never_panics_in_either_dtd_mode() {
     let mut rng = Rng(0xD1B5_4A32_D192_ED03);
