@@ -414,3 +414,43 @@ async fn a_client_that_stops_sending_its_body_is_timed_out_and_expect_continue_i
         assert_eq!(body, b"{\"a\":1}\n");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bodies_over_http2_are_judged_the_same_way() {
+    let up = Recorder::start();
+    let pki = TestPki::new();
+    let cfg = format!(
+        "access_log: {{ enabled: false }}\nlisteners:\n  - address: \"127.0.0.1:{{port}}\"\n    tls: {{ cert: \"{}\", key: \"{}\" }}\nadmin: {{ address: \"127.0.0.1:{{admin}}\" }}\nthreat_protection: {{ json: {{ max_depth: 8 }} }}\napis:\n  - {{ name: svc, context: /svc, version: v1, endpoint: {{ targets: [{{ url: \"{}\" }}] }}, resources: [{{ path: \"/*\", methods: [ANY] }}] }}\n",
+        pki.cert_path.display(),
+        pki.key_path.display(),
+        up.url()
+    );
+    let gw = TestGateway::start(&cfg);
+    let ca = reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap();
+    let h2 = reqwest::Client::builder().no_proxy().tls_certs_only([ca]).build().unwrap();
+    let url = format!("https://localhost:{}/svc/v1/orders", gw.port);
+    let post = |body: String| h2.post(&url).header("content-type", "application/json").body(body).send();
+
+    let before = up.seen();
+    let r = post(format!("{}1{}", "[".repeat(20), "]".repeat(20))).await.unwrap();
+    assert_eq!((r.version(), r.status().as_u16()), (reqwest::Version::HTTP_2, 400));
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!((v["protector"].as_str(), v["rule"].as_str()), (Some("json"), Some("json.max_depth")));
+    assert_eq!(up.seen(), before, "the upstream saw nothing of a refused small body");
+
+    // A small valid body, and one past the read-before-connect size (80 KiB), arrive unchanged.
+    let row = format!("[{}1]", "1,".repeat(5000));
+    let big = |rows: usize| format!("[{}]", vec![row.as_str(); rows].join(","));
+    for body in [big(1), big(8)] {
+        let r = post(body.clone()).await.unwrap();
+        assert_eq!(r.status(), 200, "{}", body.len());
+        assert!(r.bytes().await.unwrap() == body.as_bytes(), "{}: the body arrived unchanged", body.len());
+    }
+    // A large body broken at its end: refused; no byte of it went upstream.
+    let before = up.seen();
+    let broken = big(8);
+    let r = post(format!("{},]", &broken[..broken.len() - 1])).await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(problem(&r.bytes().await.unwrap()), ("json".into(), "json.malformed".into()));
+    assert_eq!(up.seen().1, before.1, "no body byte reached the upstream");
+}
