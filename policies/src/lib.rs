@@ -43,6 +43,7 @@
 //! [`request`], [`metrics`] and [`state`] are shared by all of them.
 
 pub mod authn;
+pub mod cache;
 pub mod chain;
 pub mod compile;
 pub mod config;
