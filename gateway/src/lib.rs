@@ -16,9 +16,11 @@
 //! | `outbound` | outbound HTTP over Pingora's connector (JWKS, discovery, introspection) |
 //! | `control_plane` | admin listener, SIGHUP and file-watch reloads |
 //! | `access_log` | JSON access log on a writer thread |
+//! | `cache_storage` | the response cache's in-memory storage (TinyUFO, a byte budget); not wired yet |
 //! | `request_id` | accepts or generates `X-Request-Id` |
 
 pub mod access_log;
+pub mod cache_storage;
 pub mod cli;
 pub mod control_plane;
 pub mod ctx;
