@@ -296,6 +296,12 @@ impl JsonValidator {
                                 if chunk.get(i) == Some(&b' ') {
                                     i += 1;
                                 }
+                                // A string value: straight into it.
+                                if chunk.get(i) == Some(&b'"') {
+                                    i += 1;
+                                    self.len = 0;
+                                    self.state = State::Str { key: false };
+                                }
                             } else {
                                 self.state = State::Colon;
                             }
