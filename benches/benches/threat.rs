@@ -6,7 +6,6 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use policies::threat::body::BodyInspector;
-use policies::threat::head::ThreatPolicy;
 use policies::threat::json::{JsonLimits, JsonValidator};
 use policies::threat::regex::RegexProtector;
 use policies::threat::xml::{check_xml, XmlLimits};
@@ -48,25 +47,6 @@ fn xml_payload(size: usize) -> Vec<u8> {
     }
     out.push_str(tail);
     out.into_bytes()
-}
-
-/// Every protector on, with the documented defaults.
-fn threat_policy() -> ThreatPolicy {
-    ThreatPolicy {
-        enforce: true,
-        max_uri_length: 8192,
-        max_header_size: 16384,
-        max_headers: 100,
-        max_body_size: 10 << 20,
-        regex: Some(std::sync::Arc::new(RegexProtector::built_in())),
-        scan_path: true,
-        scan_query: true,
-        scan_headers: true,
-        scan_body: true,
-        max_body_scan: 1 << 20,
-        json: Some(JsonLimits::default()),
-        xml: Some(XmlLimits::default()),
-    }
 }
 
 fn bench(c: &mut Criterion) {
@@ -123,7 +103,7 @@ fn bench(c: &mut Criterion) {
 
     // A whole request body through the body step, as the exchanges run it: the side-by-side
     // bench's 1 KiB JSON POST, and the order payloads, with every protector on (defaults).
-    let policy = threat_policy();
+    let policy = policies::threat::compile::default_policy();
     let post = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/bench/post-1k.lua"))
         .ok()
         .and_then(|lua| {

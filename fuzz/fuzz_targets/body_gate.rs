@@ -7,26 +7,15 @@ use libfuzzer_sys::fuzz_target;
 use policies::threat::body::{BodyGate, BodyInspector, GateStep};
 use policies::threat::head::ThreatPolicy;
 use policies::threat::json::JsonLimits;
-use policies::threat::regex::RegexProtector;
-use policies::threat::xml::XmlLimits;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 fn policy() -> &'static ThreatPolicy {
     static POLICY: OnceLock<ThreatPolicy> = OnceLock::new();
     POLICY.get_or_init(|| ThreatPolicy {
-        enforce: true,
-        max_uri_length: 8192,
-        max_header_size: 16384,
-        max_headers: 100,
         max_body_size: 1 << 16,
-        regex: Some(Arc::new(RegexProtector::built_in())),
-        scan_path: true,
-        scan_query: true,
-        scan_headers: true,
-        scan_body: true,
         max_body_scan: 512,
         json: Some(JsonLimits { max_depth: 16, max_properties: 64, max_string_length: 256, max_array_length: 64, max_key_length: 32, max_size: 1 << 15 }),
-        xml: Some(XmlLimits::default()),
+        ..policies::threat::compile::default_policy()
     })
 }
 

@@ -33,7 +33,7 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 use policies::chain::{self, Exchange};
 use policies::metrics::{EXCHANGE_REQUESTS, FAMILIES};
 use policies::state::now_ms;
-use policies::threat::body::{BodyGate, GateStep};
+use policies::threat::body::{BodyGate, BodyInspector, GateStep};
 use policies::{ProblemCode, Rejection, RequestHead};
 use std::net::IpAddr;
 use std::ops::ControlFlow;
@@ -482,15 +482,12 @@ impl Gateway {
     async fn body_before_connect(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Option<Rejection>> {
         let RequestCtx { snapshot, admitted, body_gate, body_preread, .. } = ctx;
         let Some(admitted) = admitted.as_ref() else { return Ok(None) };
-        let (Some(policy), Some(inspector)) =
-            (chain::threat_policy(snapshot, admitted), chain::body_inspector(snapshot, admitted, &head(session)))
-        else {
-            return Ok(None);
-        };
+        let Some(policy) = chain::threat_policy(snapshot, admitted) else { return Ok(None) };
         if session.as_mut().is_body_empty() {
             return Ok(None);
         }
-        let mut gate = BodyGate::new(inspector);
+        let content_type = session.req_header().headers.get(header::CONTENT_TYPE).map(HeaderValue::as_bytes);
+        let mut gate = BodyGate::new(BodyInspector::new(policy, content_type));
         let small = declared_length(session.req_header()).ok().flatten().is_some_and(|n| n <= PREREAD_LIMIT);
         if !(gate.holds() && small) {
             *body_gate = Some(gate);

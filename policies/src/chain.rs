@@ -24,7 +24,7 @@
 //! | 7 | authentication and authorization from the caches (`authn`), then the application and user deny lists | 401 / 403 |
 //! | 8 | commit: the asynchronous step (introspection), then [`complete`] | 401 / 403 / 503 |
 //! | 9 | commit: the throttle reservation, all levels in one store call (`throttle`) | 429 `throttle.limited` |
-//! | 10 | the body protectors, as the body arrives and before the upstream sees a byte of it ([`body_inspector`], `threat::body`) | 413 / 400 `threat.detected` |
+//! | 10 | the body protectors, as the body arrives and before the upstream sees a byte of it ([`threat_policy`], `threat::body`) | 413 / 400 `threat.detected` |
 //!
 //! The lane stops at step 6 for a resource it may not serve, before authentication, so a
 //! request it hands to Pingora is authenticated and throttled once, by Pingora.
@@ -34,7 +34,6 @@ use crate::authn::{AuthStep, Principal};
 use crate::cors::CorsHeaders;
 use crate::route::normalize;
 use crate::snapshot::{Action, Plan, Refusal, Snapshot};
-use crate::threat::body::BodyInspector;
 use crate::threat::head::{Detection, ThreatPolicy};
 use crate::throttle::{self, Quota};
 use crate::verdict::{ProblemCode, Rejection};
@@ -239,15 +238,10 @@ pub fn threat_detected(api: &crate::snapshot::Api, policy: &ThreatPolicy, found:
     Ok(())
 }
 
-/// Step 10 (after commit, before the upstream sees a byte of the body): the body protectors
-/// for an admitted request that has a body, or `None` when its API has no threat protection.
-/// The exchange feeds the body to the inspector as it arrives and holds it back while
-/// [`BodyInspector::holds`]; each finding goes through [`body_finding`].
-pub fn body_inspector(snapshot: &Snapshot, admitted: &Admitted, req: &dyn RequestHead) -> Option<BodyInspector> {
-    Some(BodyInspector::new(threat_policy(snapshot, admitted)?, req.header("content-type")))
-}
-
-/// The admitted request's API's threat protection.
+/// Step 10 (after commit, before the upstream sees a byte of the body): the admitted request's
+/// API's threat protection, whose `threat::body::BodyInspector` the exchange feeds the body as it
+/// arrives, holding it back while the inspector says so; each finding goes through
+/// [`body_finding`]. `None`: the API has no threat protection.
 pub fn threat_policy<'s>(snapshot: &'s Snapshot, admitted: &Admitted) -> Option<&'s ThreatPolicy> {
     snapshot.api(admitted.plan.api)?.threat.as_ref()
 }

@@ -126,11 +126,9 @@ impl BodyInspector {
             return Ok(());
         }
         self.released = true;
-        let complete = self.seen == held.len() as u64;
+        // A JSON body is never released early, so `held` is the whole of it.
         if let Some(v) = &mut self.json {
-            if complete {
-                v.finish().map_err(json_detection)?;
-            }
+            v.finish().map_err(json_detection)?;
         }
         if let (true, Some(limits)) = (self.xml, &policy.xml) {
             check_xml(held, limits).map_err(xml_detection)?;
@@ -323,25 +321,9 @@ pub fn unescape_json(text: &[u8]) -> Cow<'_, [u8]> {
 mod tests {
     use super::*;
     use crate::threat::json::JsonLimits;
-    use crate::threat::regex::RegexProtector;
-    use crate::threat::xml::XmlLimits;
 
     fn policy() -> ThreatPolicy {
-        ThreatPolicy {
-            enforce: true,
-            max_uri_length: 8192,
-            max_header_size: 16384,
-            max_headers: 100,
-            max_body_size: 10 << 20,
-            regex: Some(Arc::new(RegexProtector::built_in())),
-            scan_path: true,
-            scan_query: true,
-            scan_headers: true,
-            scan_body: true,
-            max_body_scan: 1 << 20,
-            json: Some(JsonLimits::default()),
-            xml: Some(XmlLimits::default()),
-        }
+        crate::threat::compile::default_policy()
     }
 
     fn verdict(ct: &str, body: &str) -> Result<(), (&'static str, String)> {

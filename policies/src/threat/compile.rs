@@ -21,6 +21,26 @@ fn clamp32(v: u64) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX)
 }
 
+/// The policy an empty `threat_protection: {}` block compiles to: every protector on, at the
+/// documented defaults (for benches, fuzzing and tests; `compile_threat` builds the same).
+pub fn default_policy() -> ThreatPolicy {
+    ThreatPolicy {
+        enforce: true,
+        max_uri_length: DEFAULT_URI,
+        max_header_size: DEFAULT_HEADERS_SIZE,
+        max_headers: DEFAULT_HEADERS,
+        regex: Some(Arc::new(RegexProtector::built_in())),
+        scan_path: true,
+        scan_query: true,
+        scan_headers: true,
+        max_body_size: DEFAULT_BODY_SIZE,
+        scan_body: true,
+        max_body_scan: DEFAULT_BODY_SCAN,
+        json: Some(JsonLimits::default()),
+        xml: Some(XmlLimits::default()),
+    }
+}
+
 /// Compiled pattern sets, by their (name, pattern) list.
 #[derive(Default)]
 pub struct PatternCache(HashMap<Vec<(String, String)>, Arc<RegexProtector>>);
@@ -305,6 +325,19 @@ mod tests {
         assert!(b.xml.is_none());
         assert!(a.scan_body && a.scan_path && !b.scan_body && b.scan_path && !b.scan_query);
         assert_eq!((a.max_body_scan, b.max_body_scan, a.max_body_size), (1 << 20, 4096, 10 << 20));
+    }
+
+    #[test]
+    fn an_empty_block_compiles_to_the_default_policy() {
+        let s = compile(&parse(format!("threat_protection: {{}}\n{API}").as_bytes(), Format::Yaml).unwrap(), &Durable::new()).unwrap();
+        let (got, want) = (s.apis[0].threat.as_ref().unwrap(), super::default_policy());
+        assert_eq!(
+            (got.enforce, got.max_uri_length, got.max_header_size, got.max_headers, got.max_body_size, got.max_body_scan),
+            (want.enforce, want.max_uri_length, want.max_header_size, want.max_headers, want.max_body_size, want.max_body_scan)
+        );
+        assert_eq!((got.scan_path, got.scan_query, got.scan_headers, got.scan_body), (true, true, true, true));
+        assert_eq!((got.json, got.xml), (want.json, want.xml));
+        assert!(got.regex.is_some() && want.regex.is_some());
     }
 
     #[test]

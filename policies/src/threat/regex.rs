@@ -262,26 +262,24 @@ fn html_unescape(s: &[u8]) -> Vec<u8> {
         };
         out.extend_from_slice(&s[i..i + amp]);
         i += amp;
-        {
-            let end = s[i..].iter().take(12).position(|&b| b == b';').map(|p| i + p);
-            if let Some(end) = end {
-                let entity = &s[i + 1..end];
-                let ch = match entity {
-                    b"lt" => Some('<' as u32),
-                    b"gt" => Some('>' as u32),
-                    b"quot" => Some('"' as u32),
-                    b"apos" => Some('\'' as u32),
-                    b"amp" => Some('&' as u32),
-                    [b'#', b'x' | b'X', hex @ ..] => std::str::from_utf8(hex).ok().and_then(|h| u32::from_str_radix(h, 16).ok()),
-                    [b'#', dec @ ..] => std::str::from_utf8(dec).ok().and_then(|d| d.parse().ok()),
-                    _ => None,
-                };
-                if let Some(c) = ch.and_then(char::from_u32) {
-                    let mut buf = [0u8; 4];
-                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-                    i = end + 1;
-                    continue;
-                }
+        let end = s[i..].iter().take(12).position(|&b| b == b';').map(|p| i + p);
+        if let Some(end) = end {
+            let entity = &s[i + 1..end];
+            let ch = match entity {
+                b"lt" => Some('<' as u32),
+                b"gt" => Some('>' as u32),
+                b"quot" => Some('"' as u32),
+                b"apos" => Some('\'' as u32),
+                b"amp" => Some('&' as u32),
+                [b'#', b'x' | b'X', hex @ ..] => std::str::from_utf8(hex).ok().and_then(|h| u32::from_str_radix(h, 16).ok()),
+                [b'#', dec @ ..] => std::str::from_utf8(dec).ok().and_then(|d| d.parse().ok()),
+                _ => None,
+            };
+            if let Some(c) = ch.and_then(char::from_u32) {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                i = end + 1;
+                continue;
             }
         }
         out.push(s[i]);
