@@ -315,10 +315,13 @@ async fn at_ten_times_the_limit_every_window_admits_the_limit_and_no_span_more()
     for c in &counts[..counts.len() - 1] {
         assert!((99..=100).contains(c), "per window: {counts:?}");
     }
-    // No span of one second holds more than the limit (client-side times: a few ms of jitter
-    // against the window's 10 ms slots).
+    // No span of one second holds more than the limit. The times are the client's (when each
+    // answer arrived), and under a loaded machine (the whole suite at once) answers queue for
+    // tens of milliseconds, which squeezes the client-side times of consecutive windows
+    // together: so the span checked is 900 ms. A fixed window would still fail it (twice the
+    // limit within milliseconds around a boundary).
     for (i, t) in admitted.iter().enumerate() {
-        let in_span = admitted[i..].iter().take_while(|u| **u < *t + Duration::from_millis(990)).count();
+        let in_span = admitted[i..].iter().take_while(|u| **u < *t + Duration::from_millis(900)).count();
         assert!(in_span <= 100, "{in_span} admitted within 1 s of {t:?}: {counts:?}");
     }
     assert_eq!(up.hits.load(std::sync::atomic::Ordering::SeqCst), admitted.len());
