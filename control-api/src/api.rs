@@ -8,7 +8,7 @@ use crate::problem::Problem;
 use crate::store::{render, Applied, ApplyError, Candidate, Source, Store};
 use crate::AdminToken;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -22,6 +22,9 @@ pub struct AdminState {
     pub store: Arc<Store>,
     /// `None` only on loopback without `token_env` (development).
     pub token: Option<AdminToken>,
+    /// The response cache the purge endpoints act on (`None`: no cache, as in tests of the
+    /// config endpoints alone).
+    pub cache: Option<&'static dyn policies::cache::Purge>,
 }
 
 /// Largest document the API accepts (a 10,000-API config is a few MiB).
@@ -37,6 +40,8 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/v1/revisions/{id}/rollback", post(rollback))
         .route("/v1/apis", get(list_apis))
         .route("/v1/apis/{name}", get(get_api).put(put_api).delete(delete_api))
+        .route("/v1/cache", axum::routing::delete(purge_cache))
+        .route("/v1/cache/apis/{name}", axum::routing::delete(purge_api_cache))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
@@ -85,6 +90,42 @@ async fn metrics() -> Response {
 async fn backend_jwks(State(state): State<Arc<AdminState>>) -> Response {
     let keys = state.store.load().backend_jwt.as_ref().map_or_else(|| json!({ "keys": [] }), |b| b.jwks());
     ([(header::CACHE_CONTROL, "max-age=300")], Json(keys)).into_response()
+}
+
+fn no_cache() -> Problem {
+    Problem::new(StatusCode::NOT_FOUND, "cache.disabled", "No cache", "this gateway has no response cache")
+}
+
+fn purged(scope: &'static str, n: usize) -> Response {
+    policies::metrics::FAMILIES.cache_purged.with_label_values(&[scope]).inc_by(n as u64);
+    Json(json!({ "purged": n, "scope": scope })).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct PurgeQuery {
+    url: Option<String>,
+}
+
+/// `DELETE /v1/cache`: every entry; `DELETE /v1/cache?url=/ctx/v1/path?query` (the URL
+/// percent-encoded): the entries of that URL (every consumer, host and variant of it).
+async fn purge_cache(State(state): State<Arc<AdminState>>, Query(q): Query<PurgeQuery>) -> Response {
+    let Some(cache) = state.cache else { return no_cache().into_response() };
+    match q.url {
+        None => purged("all", cache.purge_all()),
+        Some(url) => match policies::cache::purge_url_tag(&state.store.load(), &url) {
+            Ok(tag) => purged("url", cache.purge_tagged(None, Some(&tag))),
+            Err(why) => Problem::new(StatusCode::BAD_REQUEST, "cache.bad_url", "Bad purge URL", why).into_response(),
+        },
+    }
+}
+
+/// `DELETE /v1/cache/apis/{name}`: every entry of one API.
+async fn purge_api_cache(State(state): State<Arc<AdminState>>, Path(name): Path<String>) -> Response {
+    let Some(cache) = state.cache else { return no_cache().into_response() };
+    if state.store.load().api_by_name(&name).is_none() {
+        return Problem::not_found(format!("no API named `{name}`")).into_response();
+    }
+    purged("api", cache.purge_tagged(Some(&policies::cache::api_tag_prefix(&name)), None))
 }
 
 async fn status(State(state): State<Arc<AdminState>>) -> Json<serde_json::Value> {

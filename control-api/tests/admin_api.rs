@@ -24,7 +24,7 @@ fn app() -> App {
     let path = dir.path().join("gateway.yaml");
     std::fs::write(&path, BASE).unwrap();
     let store = Arc::new(Store::open(&path, Arc::new(Durable::new()), None).unwrap());
-    let router = router(Arc::new(AdminState { store, token: Some(AdminToken::new(TOKEN)) }));
+    let router = router(Arc::new(AdminState { store, token: Some(AdminToken::new(TOKEN)), cache: None }));
     App { _dir: dir, router }
 }
 

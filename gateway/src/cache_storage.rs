@@ -1,6 +1,6 @@
-//! The response cache's storage (issue 12, first part; not wired to the exchanges yet): a
-//! pingora-cache `Storage` in memory with a hard budget in bytes and TinyUFO's admission and
-//! eviction. pingora-cache's own `MemCache` is for tests only: unbounded, no eviction of its
+//! The response cache's storage: a pingora-cache `Storage` in memory with a hard budget in
+//! bytes and TinyUFO's admission and eviction, shared by both exchanges (Pingora's cache
+//! phases fill it and serve from it; the lane serves fresh hits from it, [`MemoryStorage::fresh`]). pingora-cache's own `MemCache` is for tests only: unbounded, no eviction of its
 //! own, a copy of the body on every hit.
 //!
 //! - An entry is its serialised `CacheMeta` and its body as one `Bytes` (a hit clones a
@@ -11,25 +11,63 @@
 //!   one-hit wonder): the refused entry is simply not stored.
 //! - A body larger than `max_object_size` is not stored: the miss handler stops buffering at
 //!   the limit and the response streams through uncached.
+//! - Each entry keeps its tag (API and URL, `policies::cache::url_tag`) in an index beside
+//!   TinyUFO, which cannot be walked: purges by API or URL find their entries there. The index
+//!   changes on fills, evictions and purges, never on hits.
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
+use http::{HeaderName, HeaderValue};
 use pingora::cache::key::{CacheHashKey, CompactCacheKey};
 use pingora::cache::storage::{HandleHit, HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeOutcome, PurgeTarget, PurgeType};
 use pingora::cache::trace::SpanHandle;
 use pingora::cache::{CacheKey, CacheMeta, Storage};
 use pingora::{Error, ErrorType, Result};
+use policies::metrics::FAMILIES;
 use std::any::Any;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 use tinyufo::TinyUfo;
 
 const UNIT: usize = 1024;
 
-struct Entry {
+/// One stored response.
+pub struct Entry {
+    /// Its key (TinyUFO reports evictions by its own 64-bit hash only).
+    key: u128,
     meta: (Vec<u8>, Vec<u8>),
-    body: Bytes,
+    pub body: Bytes,
     size: usize,
+    /// What the lane needs to serve the entry without deserialising the meta.
+    pub head: StoredHead,
+}
+
+/// A stored response's head and freshness, as the lane serves it.
+pub struct StoredHead {
+    pub status: u16,
+    pub fields: Vec<(HeaderName, HeaderValue)>,
+    pub created: SystemTime,
+    pub fresh_until: SystemTime,
+    /// The variance the entry was stored under (the response's `Vary`), and the field names
+    /// it was computed from.
+    pub variance: Option<[u8; 16]>,
+    pub vary: Vec<HeaderName>,
+}
+
+impl StoredHead {
+    fn of(meta: &CacheMeta) -> StoredHead {
+        let header = meta.response_header();
+        StoredHead {
+            status: header.status.as_u16(),
+            fields: header.headers.iter().map(|(n, v)| (n.clone(), v.clone())).collect(),
+            created: meta.created(),
+            fresh_until: meta.fresh_until(),
+            variance: meta.variance(),
+            vary: crate::cache::vary_names(&header.headers),
+        }
+    }
 }
 
 /// The in-memory storage.
@@ -37,6 +75,8 @@ pub struct MemoryStorage {
     entries: TinyUfo<u128, Arc<Entry>>,
     bytes: AtomicUsize,
     max_object: usize,
+    /// Each entry's tag, for purges (see the module's notes).
+    tags: Mutex<HashMap<u128, Arc<str>>>,
 }
 
 fn weight(size: usize) -> u16 {
@@ -48,7 +88,47 @@ impl MemoryStorage {
     pub fn new(budget: usize, max_object: usize) -> MemoryStorage {
         let units = (budget / UNIT).max(1);
         // TinyUFO sizes its tables for an estimated entry count: a 16 KiB average entry.
-        MemoryStorage { entries: TinyUfo::new(units, (budget / (16 * UNIT)).max(16)), bytes: AtomicUsize::new(0), max_object }
+        MemoryStorage {
+            entries: TinyUfo::new(units, (budget / (16 * UNIT)).max(16)),
+            bytes: AtomicUsize::new(0),
+            max_object,
+            tags: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The entry under `key` if it is fresh now, following the response's `Vary`: when the
+    /// entry found was stored under a variance, `variance_of` computes the request's from the
+    /// entry's field names, and the matching variant is looked up. (The lane's hit path; no
+    /// lock, no copy.)
+    pub fn fresh(&self, key: &CacheKey, variance_of: impl Fn(&[HeaderName]) -> Option<[u8; 16]>) -> Option<Arc<Entry>> {
+        let mut entry = self.entries.get(&key_of(key))?;
+        if entry.head.variance.is_some() {
+            let wanted = variance_of(&entry.head.vary);
+            if wanted != entry.head.variance {
+                let wanted = wanted?;
+                let mut variant = key.clone();
+                variant.set_variance_key(wanted);
+                entry = self.entries.get(&key_of(&variant))?;
+                if entry.head.variance != Some(wanted) {
+                    return None;
+                }
+            }
+        }
+        (SystemTime::now() < entry.head.fresh_until).then_some(entry)
+    }
+
+    /// How many entries the storage holds.
+    pub fn len(&self) -> usize {
+        self.tags.lock().map_or(0, |t| t.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn gauges(&self) {
+        FAMILIES.cache_bytes.set(i64::try_from(self.bytes()).unwrap_or(i64::MAX));
+        FAMILIES.cache_entries.set(i64::try_from(self.len()).unwrap_or(i64::MAX));
     }
 
     /// The bytes held (meta, headers and bodies).
@@ -56,24 +136,64 @@ impl MemoryStorage {
         self.bytes.load(Ordering::Relaxed)
     }
 
-    fn insert(&self, key: u128, entry: Entry) {
+    fn insert(&self, key: u128, entry: Entry, tag: Arc<str>) {
         self.remove(key);
         let size = entry.size;
         self.bytes.fetch_add(size, Ordering::Relaxed);
-        for evicted in self.entries.put(key, Arc::new(entry), weight(size)) {
-            // Evicted entries, and the new one if TinyUFO did not admit it.
-            self.bytes.fetch_sub(evicted.data.size, Ordering::Relaxed);
+        let evicted = self.entries.put(key, Arc::new(entry), weight(size));
+        if let Ok(mut tags) = self.tags.lock() {
+            tags.insert(key, tag);
+            for e in &evicted {
+                if e.data.key != key {
+                    tags.remove(&e.data.key);
+                }
+            }
         }
+        for e in evicted {
+            // Evicted entries, and the new one if TinyUFO did not admit it.
+            self.bytes.fetch_sub(e.data.size, Ordering::Relaxed);
+            if e.data.key != key {
+                FAMILIES.cache_evictions.inc();
+            } else if let Ok(mut tags) = self.tags.lock() {
+                // Not admitted.
+                tags.remove(&key);
+            }
+        }
+        self.gauges();
     }
 
     fn remove(&self, key: u128) -> bool {
-        match self.entries.remove(&key) {
+        let removed = match self.entries.remove(&key) {
             Some(old) => {
                 self.bytes.fetch_sub(old.size, Ordering::Relaxed);
                 true
             }
             None => false,
+        };
+        if let Ok(mut tags) = self.tags.lock() {
+            tags.remove(&key);
         }
+        removed
+    }
+
+    fn purge_where(&self, matches: impl Fn(&str) -> bool) -> usize {
+        let keys: Vec<u128> = match self.tags.lock() {
+            Ok(tags) => tags.iter().filter(|(_, t)| matches(t)).map(|(k, _)| *k).collect(),
+            Err(_) => return 0,
+        };
+        let n = keys.into_iter().filter(|k| self.remove(*k)).count();
+        self.gauges();
+        n
+    }
+}
+
+impl policies::cache::Purge for MemoryStorage {
+    fn purge_all(&self) -> usize {
+        self.purge_where(|_| true)
+    }
+
+    fn purge_tagged(&self, prefix: Option<&str>, exact: Option<&str>) -> usize {
+        self.purge_where(|t| prefix.is_some_and(|p| t.starts_with(p)) || exact.is_some_and(|e| t == e))
     }
 }
 
@@ -94,8 +214,10 @@ impl Storage for MemoryStorage {
     }
 
     async fn get_miss_handler(&'static self, key: &CacheKey, meta: &CacheMeta, _trace: &SpanHandle) -> Result<MissHandler> {
+        let head = StoredHead::of(meta);
         let meta = meta.serialize()?;
-        Ok(Box::new(Miss { store: self, key: key_of(key), meta, body: BytesMut::new(), too_large: false }))
+        let tag = Arc::from(key.user_tag.as_str());
+        Ok(Box::new(Miss { store: self, key: key_of(key), meta, head, tag, body: BytesMut::new(), too_large: false }))
     }
 
     async fn purge(&'static self, target: PurgeTarget<'_>, _purge_type: PurgeType, _trace: &SpanHandle) -> Result<PurgeOutcome> {
@@ -106,9 +228,12 @@ impl Storage for MemoryStorage {
     async fn update_meta(&'static self, key: &CacheKey, meta: &CacheMeta, _trace: &SpanHandle) -> Result<bool> {
         let key = key_of(key);
         let Some(old) = self.entries.get(&key) else { return Ok(false) };
+        let head = StoredHead::of(meta);
         let meta = meta.serialize()?;
-        let size = old.body.len() + meta.0.len() + meta.1.len();
-        self.insert(key, Entry { meta, body: old.body.clone(), size });
+        let head_bytes: usize = head.fields.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
+        let size = old.body.len() + meta.0.len() + meta.1.len() + head_bytes;
+        let tag = self.tags.lock().ok().and_then(|t| t.get(&key).cloned()).unwrap_or_else(|| Arc::from(""));
+        self.insert(key, Entry { key, meta, body: old.body.clone(), size, head }, tag);
         Ok(true)
     }
 
@@ -144,6 +269,8 @@ struct Miss {
     store: &'static MemoryStorage,
     key: u128,
     meta: (Vec<u8>, Vec<u8>),
+    head: StoredHead,
+    tag: Arc<str>,
     body: BytesMut,
     too_large: bool,
 }
@@ -168,8 +295,9 @@ impl HandleMiss for Miss {
         if self.too_large {
             return Err(internal("the response is larger than cache.max_object_size"));
         }
-        let size = self.body.len() + self.meta.0.len() + self.meta.1.len();
-        self.store.insert(self.key, Entry { meta: self.meta, body: self.body.freeze(), size });
+        let head_bytes: usize = self.head.fields.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
+        let size = self.body.len() + self.meta.0.len() + self.meta.1.len() + head_bytes;
+        self.store.insert(self.key, Entry { key: self.key, meta: self.meta, body: self.body.freeze(), size, head: self.head }, self.tag);
         Ok(MissFinishType::Created(size))
     }
 }

@@ -36,6 +36,13 @@ pub struct RequestCtx {
     pub body_preread: bool,
     /// A body refused after the upstream request started: answered by `fail_to_proxy`.
     pub body_refusal: Option<policies::Rejection>,
+    /// A request to a cached resource: its key (set once the request is admitted).
+    pub cache: Option<Box<policies::cache::RequestKey>>,
+    /// How the cache served it (`X-Cache`), once known.
+    pub cache_status: Option<policies::cache::CacheStatus>,
+    /// Pingora's background refresh of a stale entry (`stale-while-revalidate`): decided
+    /// like the client's request but not counted against its quotas a second time.
+    pub background: bool,
     /// The problem code when the gateway answered itself.
     pub problem: Option<ProblemCode>,
     /// The application of a valid credential that was refused (403), for the access log.
@@ -61,6 +68,9 @@ impl RequestCtx {
             body_gate: None,
             body_preread: false,
             body_refusal: None,
+            cache: None,
+            cache_status: None,
+            background: false,
             problem: None,
             refused_application: None,
         }

@@ -20,6 +20,7 @@
 //! | `request_id` | accepts or generates `X-Request-Id` |
 
 pub mod access_log;
+pub mod cache;
 pub mod cache_storage;
 pub mod cli;
 pub mod control_plane;

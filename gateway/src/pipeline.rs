@@ -22,20 +22,8 @@ use policies::throttle::store::Acquire;
 use policies::{Rejection, RequestHead};
 use std::net::IpAddr;
 
-/// Hop-by-hop fields (RFC 9110 §7.6.1, and the usual unofficial ones): never forwarded, in
-/// either direction, on any path.
-pub const HOP_BY_HOP: [&str; 10] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authorization",
-    "proxy-authenticate",
-    "http2-settings",
-];
+/// Hop-by-hop fields: never forwarded, in either direction, on any path.
+pub use policies::request::HOP_BY_HOP;
 
 /// Whether `name` (any case) is a hop-by-hop field.
 pub fn is_hop_by_hop(name: &[u8]) -> bool {
@@ -114,7 +102,9 @@ pub async fn commit(gw: &Gateway, ctx: &RequestCtx, req: &(dyn RequestHead + Syn
     let mut admitted = chain::complete(&ctx.snapshot, req, pending, introspection.as_ref())?;
     // The throttle reservation: every level in one store call.
     let checks = chain::throttle_checks(&ctx.snapshot, req, &admitted);
-    if !checks.is_empty() {
+    // A background refresh of a stale entry is the gateway's own request: the client's was
+    // counted already.
+    if !checks.is_empty() && !ctx.background {
         let list = checks.for_store();
         let outcome = match ctx.snapshot.throttling.store.acquire(policies::state::now_ms(), list.as_slice()) {
             Acquire::Ready(outcome) => outcome,

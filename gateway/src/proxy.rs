@@ -26,10 +26,13 @@ use async_trait::async_trait;
 use control_api::Store;
 use http::header::{self, HeaderName, HeaderValue};
 use http::request::Parts;
+use pingora::cache::key::HashBinary;
+use pingora::cache::{CacheKey, CacheMeta, CachePhase, ForcedFreshness, HitHandler, HttpCache, NoCacheReason, RespCacheable};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
+use policies::cache::{CacheStatus, Lookup};
 use policies::chain::{self, Exchange};
 use policies::metrics::{EXCHANGE_REQUESTS, FAMILIES};
 use policies::state::now_ms;
@@ -49,6 +52,19 @@ const X_REQUEST_ID_CASE: &str = "X-Request-Id";
 const X_FORWARDED_FOR_CASE: &str = "X-Forwarded-For";
 const X_FORWARDED_PROTO_CASE: &str = "X-Forwarded-Proto";
 const X_FORWARDED_HOST_CASE: &str = "X-Forwarded-Host";
+const X_CACHE_CASE: &str = "X-Cache";
+
+/// How pingora-cache served a request, as `X-Cache` says it.
+fn cache_status(cache: &HttpCache) -> CacheStatus {
+    match cache.phase() {
+        CachePhase::Hit => CacheStatus::Hit,
+        CachePhase::Stale | CachePhase::StaleUpdating => CacheStatus::Stale,
+        CachePhase::Expired | CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => CacheStatus::Expired,
+        CachePhase::Bypass => CacheStatus::Bypass,
+        // A miss, stored or not (a response that may not be stored disables the cache).
+        _ => CacheStatus::Miss,
+    }
+}
 
 /// The gateway's shared state; cheap to clone (the HTTP/1 fast lane holds one beside
 /// Pingora's proxy app).
@@ -63,6 +79,8 @@ pub struct GatewayState {
     /// lane is off and every request takes Pingora's proxy phases.
     pub lane: Option<crate::lane::pool::PoolSettings>,
     pub limits: RequestLimits,
+    /// The response cache (one storage for both exchanges).
+    pub cache: crate::cache::ResponseCache,
 }
 
 /// Request limits that hold on every exchange (`server.*`; a restart changes them).
@@ -181,7 +199,8 @@ impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::new(self.store.load(), Exchange::Pingora)
+        // A request the lane decided and handed over (a cache miss) comes with its decision.
+        crate::lane::take_decided().unwrap_or_else(|| RequestCtx::new(self.store.load(), Exchange::Pingora))
     }
 
     /// No downstream modules. Pingora's default installs a (disabled) response-compression
@@ -205,7 +224,17 @@ impl ProxyHttp for Gateway {
             return Ok(true);
         }
         let path = session.req_header().uri.path();
-        let decision = pipeline::decide(self, ctx, &head(session), path).await;
+        let decision = if ctx.admitted.is_some() {
+            // Decided on the lane (which set its cache key too).
+            Decision::Proxy
+        } else {
+            ctx.background = session.subrequest_ctx.is_some();
+            let decision = pipeline::decide(self, ctx, &head(session), path).await;
+            if let (Decision::Proxy, Some(admitted)) = (&decision, ctx.admitted.as_ref()) {
+                ctx.cache = policies::cache::request_key(&ctx.snapshot, admitted, &head(session), path).map(Box::new);
+            }
+            decision
+        };
         match decision {
             Decision::Proxy => match self.body_before_connect(session, ctx).await? {
                 None => Ok(false),
@@ -267,6 +296,66 @@ impl ProxyHttp for Gateway {
             },
         }
         Ok(())
+    }
+
+    /// A request to a cached resource: pingora-cache on, with the process's storage and lock.
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        let Some(key) = ctx.cache.as_deref() else { return Ok(()) };
+        if key.lookup == Lookup::Bypass {
+            ctx.cache_status = Some(CacheStatus::Bypass);
+            return Ok(());
+        }
+        self.cache.enable(&mut session.cache);
+        Ok(())
+    }
+
+    fn cache_key_callback(&self, _session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
+        match ctx.cache.as_deref() {
+            Some(key) => Ok(crate::cache::pingora_key(key)),
+            None => Err(Error::explain(ErrorType::InternalError, "the cache is on without a key")),
+        }
+    }
+
+    /// A request's `Cache-Control: no-cache` (when honoured): fetch, even over a fresh entry.
+    async fn cache_hit_filter(
+        &self,
+        _session: &mut Session,
+        _meta: &CacheMeta,
+        _hit: &mut HitHandler,
+        _is_fresh: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<ForcedFreshness>> {
+        Ok(ctx.cache.as_deref().filter(|k| k.lookup == Lookup::Refresh).map(|_| ForcedFreshness::ForceMiss))
+    }
+
+    /// RFC 9111's storing and freshness rules (`policies::cache::keep_response`).
+    fn response_cache_filter(&self, session: &Session, resp: &ResponseHeader, ctx: &mut RequestCtx) -> Result<RespCacheable> {
+        let method = &session.req_header().method;
+        let policy = ctx.admitted.as_ref().and_then(|a| policies::cache::policy_for(&ctx.snapshot, a, method));
+        let (Some(key), Some(policy)) = (ctx.cache.as_deref(), policy) else {
+            return Ok(RespCacheable::Uncacheable(NoCacheReason::Custom("not a cached resource")));
+        };
+        match policies::cache::keep_response(policy, key, method, resp.status.as_u16(), &resp.headers, pipeline::unix_now()) {
+            Ok(keep) => Ok(RespCacheable::Cacheable(crate::cache::meta_for(resp, &keep))),
+            Err(why) => {
+                if let Some(api) = ctx.api() {
+                    FAMILIES.cache_not_stored.with_label_values(&[&*api.name, why.as_str()]).inc();
+                }
+                Ok(RespCacheable::Uncacheable(NoCacheReason::Custom(why.as_str())))
+            }
+        }
+    }
+
+    /// The response's `Vary`: each variant is its own entry.
+    fn cache_vary_filter(&self, meta: &CacheMeta, _ctx: &mut RequestCtx, req: &RequestHeader) -> Option<HashBinary> {
+        crate::cache::variance(&crate::cache::vary_names(meta.headers()), |n| req.headers.get(n).map(HeaderValue::as_bytes))
+    }
+
+    /// A stale entry is served while it is refreshed (`None`: within its
+    /// `stale-while-revalidate`, which pingora-cache checks) or when the upstream failed
+    /// (within `stale-if-error`), but not for a client-side failure.
+    fn should_serve_stale(&self, _session: &mut Session, _ctx: &mut RequestCtx, error: Option<&Error>) -> bool {
+        error.is_none_or(|e| !matches!(e.esource(), ErrorSource::Downstream))
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
@@ -401,6 +490,16 @@ impl ProxyHttp for Gateway {
 
     async fn response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
         resp.insert_header(X_REQUEST_ID_CASE, ctx.request_id.clone())?;
+        if ctx.cache.is_some() && !ctx.background {
+            let status = *ctx.cache_status.get_or_insert_with(|| cache_status(&session.cache));
+            resp.insert_header(X_CACHE_CASE, status.header())?;
+            if let Some(api) = ctx.api() {
+                api.metrics.count_cache(status);
+                if session.cache.lock_duration().is_some() {
+                    FAMILIES.cache_lock_waits.with_label_values(&[&*api.name]).inc();
+                }
+            }
+        }
         // A 204 has no content, so no Content-Length either (RFC 9110 §8.6).
         if resp.status == http::StatusCode::NO_CONTENT {
             resp.remove_header(&header::CONTENT_LENGTH);

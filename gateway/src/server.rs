@@ -29,6 +29,8 @@ pub fn run(config: &Path) -> ExitCode {
     };
     let snapshot = store.load();
     let process = &snapshot.process;
+    // The response cache lives as long as the process: a reload keeps its entries.
+    let cache = crate::cache::ResponseCache::new(&process.cache);
 
     // The admin listener is bound here, before anything starts, so a taken port or a missing
     // token stops the process with a clear message instead of a half-started gateway.
@@ -55,7 +57,10 @@ pub fn run(config: &Path) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            Some((listener, Arc::new(AdminState { store: store.clone(), token })))
+            Some((
+                listener,
+                Arc::new(AdminState { store: store.clone(), token, cache: Some(cache.storage as &'static dyn policies::cache::Purge) }),
+            ))
         }
     };
 
@@ -94,7 +99,7 @@ pub fn run(config: &Path) -> ExitCode {
     let lane = process.server.upstream_fast_path.then(|| crate::lane::pool::PoolSettings::new(process.server.upstream_keepalive_pool));
     let limits = crate::proxy::RequestLimits::from_spec(&process.server);
     let log_at_exit = access_log.clone();
-    let gateway = Gateway::new(GatewayState { store: store.clone(), access_log, introspection: Default::default(), lane, limits });
+    let gateway = Gateway::new(GatewayState { store: store.clone(), access_log, introspection: Default::default(), lane, limits, cache });
     // One service: the HTTP/1 fast lane on plain-HTTP connections, which hands every request
     // it does not take (and every TLS connection) to Pingora's proxy app.
     let app = crate::lane::Lane::new(gateway.clone(), pingora::proxy::http_proxy(&server.configuration, gateway));

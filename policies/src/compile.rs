@@ -89,6 +89,7 @@ pub fn compile(spec: &GatewaySpec, durable: &Durable) -> Result<Snapshot, Vec<Co
             listeners: spec.listeners.clone(),
             admin: spec.admin.clone(),
             access_log: spec.access_log.clone(),
+            cache: spec.cache.clone(),
         },
         apis,
         routes,
@@ -162,6 +163,7 @@ fn check_process(spec: &GatewaySpec, errors: &mut Errors) {
     if flush < Duration::from_millis(1) || flush > Duration::from_secs(60) {
         errors.push("access_log.flush_interval", "must be between 1ms and 60s");
     }
+    crate::cache::compile::check_storage(&spec.cache, errors);
     if spec.access_log.queue == 0 {
         errors.push("access_log.queue", "must be at least 1");
     }
@@ -212,6 +214,7 @@ fn compile_api(
             scopes: r.scopes.clone(),
             throttle_tier: r.throttling.as_ref().and_then(|t| tier_ref(throttling, t, &format!("{rpath}.throttling"), errors)),
             lane: false,
+            cache: crate::cache::compile::compile_policy(spec.cache.as_ref(), r.cache.as_ref(), path, &rpath, errors),
         });
     }
 

@@ -33,6 +33,13 @@ pub struct Families {
     pub over_quota: IntCounterVec,
     pub throttle_keys: IntGauge,
     pub threats: IntCounterVec,
+    pub cache_requests: IntCounterVec,
+    pub cache_not_stored: IntCounterVec,
+    pub cache_lock_waits: IntCounterVec,
+    pub cache_evictions: IntCounter,
+    pub cache_bytes: IntGauge,
+    pub cache_entries: IntGauge,
+    pub cache_purged: IntCounterVec,
 }
 
 /// `unwrap_or_else(panic)` is deliberate: registration only fails on a duplicate name or a
@@ -59,6 +66,38 @@ pub static FAMILIES: LazyLock<Families> = LazyLock::new(|| Families {
         &["api", "protector", "rule", "action"]
     )
     .expect("register gateway_threat_detections_total"),
+    cache_requests: register_int_counter_vec!(
+        "gateway_cache_requests_total",
+        "Requests to cached resources, by API and result (hit, miss, stale, expired, bypass; the X-Cache value).",
+        &["api", "result"]
+    )
+    .expect("register gateway_cache_requests_total"),
+    cache_not_stored: register_int_counter_vec!(
+        "gateway_cache_not_stored_total",
+        "Responses to cacheable requests that were not stored, by API and reason.",
+        &["api", "reason"]
+    )
+    .expect("register gateway_cache_not_stored_total"),
+    cache_lock_waits: register_int_counter_vec!(
+        "gateway_cache_lock_waits_total",
+        "Requests that waited for another request's fetch of the same key (the cache lock), by API.",
+        &["api"]
+    )
+    .expect("register gateway_cache_lock_waits_total"),
+    cache_evictions: prometheus::register_int_counter!(
+        "gateway_cache_evictions_total",
+        "Entries the cache evicted to stay within cache.max_memory."
+    )
+    .expect("register gateway_cache_evictions_total"),
+    cache_bytes: register_int_gauge!("gateway_cache_bytes", "Bytes the cache holds (metadata, headers and bodies).")
+        .expect("register gateway_cache_bytes"),
+    cache_entries: register_int_gauge!("gateway_cache_entries", "Entries the cache holds.").expect("register gateway_cache_entries"),
+    cache_purged: register_int_counter_vec!(
+        "gateway_cache_purged_total",
+        "Entries removed by the control API's purges, by scope (all, api, url).",
+        &["scope"]
+    )
+    .expect("register gateway_cache_purged_total"),
     requests: register_int_counter_vec!(
         "gateway_http_requests_total",
         "Requests answered, by API and status class.",
@@ -165,13 +204,21 @@ pub struct ApiMetrics {
     by_class: [OnceLock<IntCounter>; 6],
     duration: OnceLock<Histogram>,
     upstream_duration: OnceLock<Histogram>,
+    /// Index: `CacheStatus as usize`.
+    cache: [OnceLock<IntCounter>; 5],
 }
 
 const CLASSES: [&str; 6] = ["other", "1xx", "2xx", "3xx", "4xx", "5xx"];
 
 impl ApiMetrics {
     pub fn new(api: std::sync::Arc<str>) -> ApiMetrics {
-        ApiMetrics { api, by_class: Default::default(), duration: OnceLock::new(), upstream_duration: OnceLock::new() }
+        ApiMetrics {
+            api,
+            by_class: Default::default(),
+            duration: OnceLock::new(),
+            upstream_duration: OnceLock::new(),
+            cache: Default::default(),
+        }
     }
 
     pub fn count(&self, status: u16) {
@@ -182,6 +229,12 @@ impl ApiMetrics {
 
     pub fn observe_duration(&self, seconds: f64) {
         self.duration.get_or_init(|| FAMILIES.duration.with_label_values(&[&*self.api])).observe(seconds);
+    }
+
+    /// A request to a cached resource, by how the cache served it.
+    pub fn count_cache(&self, status: crate::cache::CacheStatus) {
+        let i = status as usize;
+        self.cache[i].get_or_init(|| FAMILIES.cache_requests.with_label_values(&[&*self.api, status.label()])).inc();
     }
 
     pub fn observe_upstream(&self, seconds: f64) {

@@ -13,6 +13,21 @@ use http::Method;
 use std::net::IpAddr;
 use std::ops::ControlFlow;
 
+/// Hop-by-hop fields (RFC 9110 §7.6.1, and the usual unofficial ones): never forwarded, in
+/// either direction, on any path, and so never something a cache key can vary on.
+pub const HOP_BY_HOP: [&str; 10] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "http2-settings",
+];
+
 /// What [`RequestHead::visit_fields`] calls for each field: (name, value); break to stop.
 pub type FieldVisitor<'v> = dyn FnMut(&[u8], &[u8]) -> ControlFlow<()> + 'v;
 

@@ -24,6 +24,7 @@ pub struct ProcessSettings {
     pub listeners: Vec<ListenerSpec>,
     pub admin: Option<AdminSpec>,
     pub access_log: AccessLogSpec,
+    pub cache: crate::cache::spec::CacheSpec,
 }
 
 #[derive(Debug)]
@@ -81,6 +82,8 @@ pub struct Resource {
     /// targets are all plain `http://` (the lane speaks no TLS upstream). Otherwise the lane
     /// hands such requests to Pingora before authenticating them.
     pub lane: bool,
+    /// The resource's cache settings; `None`: not cached.
+    pub cache: Option<Arc<crate::cache::CachePolicy>>,
 }
 
 /// What to do with a request whose head passed every policy.

@@ -50,6 +50,7 @@ use pingora::protocols::Stream;
 use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
 use pingora::{Error, ErrorType};
+use policies::cache::CacheStatus;
 use policies::chain::Exchange;
 use policies::{ProblemCode, Rejection, RequestHead};
 use pool::PoolSettings;
@@ -57,6 +58,21 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+tokio::task_local! {
+    /// A request the lane decided and hands to Pingora's proxy app (a cache miss, which
+    /// pingora-cache serves): Pingora's `new_ctx` takes it, so the request is not decided
+    /// (authenticated, counted) a second time.
+    static DECIDED: std::cell::RefCell<Option<RequestCtx>>;
+}
+
+/// The decided request the lane handed over with this connection, if any (`proxy::new_ctx`).
+pub fn take_decided() -> Option<RequestCtx> {
+    DECIDED.try_with(|d| d.borrow_mut().take()).ok().flatten()
+}
+
+/// A cached body up to this size goes out in one write with its head.
+const CACHED_BODY_INLINE: usize = 16 * 1024;
 
 /// Pingora's default for each write of a response to an HTTP/1 client.
 const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -169,7 +185,7 @@ impl Conn {
             let next = match self.read_request(gw, &mut head).await {
                 Read::Request => self.request(lane, pool, &head, &mut up_head).await,
                 // Everything read so far is the request (and perhaps its body).
-                Read::HandOff => match self.handoff(lane, self.inbuf.len()).await {
+                Read::HandOff => match self.handoff(lane, self.inbuf.len(), None).await {
                     true => Next::KeepAlive,
                     false => return,
                 },
@@ -276,8 +292,9 @@ impl Conn {
     }
 
     /// Hands the first `prefix` bytes read (a request, or its start) and the connection to
-    /// Pingora's proxy app for one request. `true`: the connection came back for more.
-    async fn handoff(&mut self, lane: &Arc<Lane>, prefix: usize) -> bool {
+    /// Pingora's proxy app for one request, with the request's decision when the lane made
+    /// it (`decided`). `true`: the connection came back for more.
+    async fn handoff(&mut self, lane: &Arc<Lane>, prefix: usize, decided: Option<RequestCtx>) -> bool {
         let prefix = self.inbuf.split_to(prefix);
         // The stream is lent to Pingora's session; an empty stand-in holds its place meanwhile.
         let stream = std::mem::replace(&mut self.stream, Box::new(std::io::Cursor::new(Vec::<u8>::new())));
@@ -287,7 +304,12 @@ impl Conn {
         if !prefix.is_empty() {
             session.set_pipelined_prefix(prefix);
         }
-        match lane.proxy.process_new_http(session, &self.shutdown).await {
+        let served = lane.proxy.process_new_http(session, &self.shutdown);
+        let reused = match decided {
+            Some(ctx) => DECIDED.scope(std::cell::RefCell::new(Some(ctx)), served).await,
+            None => served.await,
+        };
+        match reused {
             Some(reused) => {
                 // Only the stream is taken back. Its persistent settings could carry bytes
                 // Pingora read ahead (a pipelined prefix), but Pingora's sessions keep
@@ -305,6 +327,7 @@ impl Conn {
         let gw = &lane.gateway;
         let mut ctx = RequestCtx::new(gw.store.load(), Exchange::Lane);
         let close = head.close || *self.shutdown.borrow();
+        let mut hit = None;
         let reply = {
             let view = View { head, buf: &self.inbuf, client: self.client };
             let decision = match decide(gw, &mut ctx, &view, view.path()).await {
@@ -317,11 +340,26 @@ impl Conn {
                 d => d,
             };
             match decision {
-                Decision::Proxy => None,
+                Decision::Proxy => match cache_lookup(gw, &ctx, &view) {
+                    CacheLookup::NotCached => None,
+                    CacheLookup::Hit(key, entry) => {
+                        ctx.cache = Some(key);
+                        hit = Some(entry);
+                        None
+                    }
+                    // Misses, stale entries and fills are pingora-cache's: the request goes
+                    // to Pingora already decided (and counted).
+                    CacheLookup::ToPingora(key) => {
+                        ctx.cache = Some(key);
+                        ctx.exchange = Exchange::Pingora;
+                        let whole = head.len + head.body_len();
+                        return if self.handoff(lane, whole, Some(ctx)).await { Next::KeepAlive } else { Next::Close };
+                    }
+                },
                 // Pingora serves it and decides it; the lane spent nothing on it.
                 Decision::HandOff => {
                     let whole = head.len + head.body_len();
-                    return if self.handoff(lane, whole).await { Next::KeepAlive } else { Next::Close };
+                    return if self.handoff(lane, whole, None).await { Next::KeepAlive } else { Next::Close };
                 }
                 decision => {
                     ctx.request_id = crate::request_id::for_request(view.header("x-request-id"));
@@ -335,9 +373,10 @@ impl Conn {
         };
         self.written = false;
         let mut sent = Sent { status: 0, body: 0 };
-        let result = match reply {
-            Some(reply) => self.local_reply(&reply, head, close, &mut sent).await,
-            None => {
+        let result = match (reply, hit) {
+            (Some(reply), _) => self.local_reply(&reply, head, close, &mut sent).await,
+            (None, Some(entry)) => self.cached(&mut ctx, head, &entry, close, &mut sent).await,
+            (None, None) => {
                 ctx.request_id =
                     crate::request_id::for_request(View { head, buf: &self.inbuf, client: self.client }.header("x-request-id"));
                 self.exchange(gw, pool, head, up_head, &mut ctx, close, &mut sent).await
@@ -390,6 +429,38 @@ impl Conn {
         }
     }
 
+    /// Writes a fresh cached response (a hit).
+    async fn cached(
+        &mut self,
+        ctx: &mut RequestCtx,
+        head: &Head,
+        entry: &crate::cache_storage::Entry,
+        close: bool,
+        sent: &mut Sent,
+    ) -> Result<(), Failure> {
+        ctx.cache_status = Some(CacheStatus::Hit);
+        {
+            let view = View { head, buf: &self.inbuf, client: self.client };
+            ctx.request_id = crate::request_id::for_request(view.header("x-request-id"));
+            write::cached_head(&mut self.out, entry, crate::cache::age(entry), ctx, &view, close);
+        }
+        if let Some(api) = ctx.api() {
+            api.metrics.count_cache(CacheStatus::Hit);
+        }
+        sent.status = entry.head.status;
+        let body = if head.method == http::Method::HEAD || matches!(entry.head.status, 204 | 304) { &[][..] } else { &entry.body[..] };
+        sent.body = body.len();
+        if body.len() <= CACHED_BODY_INLINE {
+            self.out.extend_from_slice(body);
+            return self.flush_out().await;
+        }
+        self.flush_out().await?;
+        match pingora_timeout::timeout(CLIENT_WRITE_TIMEOUT, write_all(&mut self.stream, body)).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(Failure::ClientGone),
+        }
+    }
+
     /// Writes a reply the gateway made itself ([`respond::LocalReply`]).
     async fn local_reply(&mut self, reply: &respond::LocalReply, head: &Head, close: bool, sent: &mut Sent) -> Result<(), Failure> {
         sent.body = write::local_reply(&mut self.out, reply, head.method == http::Method::HEAD, close);
@@ -408,6 +479,32 @@ impl Conn {
             http: "1.1",
             bytes_sent: sent.body,
         });
+    }
+}
+
+/// What the cache says about an admitted request the lane would proxy.
+enum CacheLookup {
+    /// Its resource is not cached: the lane proxies it.
+    NotCached,
+    /// A fresh entry: the lane serves it.
+    Hit(Box<policies::cache::RequestKey>, Arc<crate::cache_storage::Entry>),
+    /// Anything else (a miss, a stale entry, `no-cache`, a conditional or range request):
+    /// pingora-cache's.
+    ToPingora(Box<policies::cache::RequestKey>),
+}
+
+fn cache_lookup(gw: &Gateway, ctx: &RequestCtx, view: &View<'_>) -> CacheLookup {
+    let Some(admitted) = ctx.admitted.as_ref() else { return CacheLookup::NotCached };
+    let Some(key) = policies::cache::request_key(&ctx.snapshot, admitted, view, view.path()) else { return CacheLookup::NotCached };
+    let key = Box::new(key);
+    // 304s and ranges are made by pingora-cache from the entry.
+    let conditional = ["if-none-match", "if-modified-since", "range", "if-range"].iter().any(|h| view.header(h).is_some());
+    if key.lookup != policies::cache::Lookup::Normal || conditional {
+        return CacheLookup::ToPingora(key);
+    }
+    match gw.cache.fresh(&key, view) {
+        Some(entry) => CacheLookup::Hit(key, entry),
+        None => CacheLookup::ToPingora(key),
     }
 }
 

@@ -188,3 +188,46 @@ pub(super) fn local_reply(out: &mut Vec<u8>, reply: &LocalReply, head_request: b
     out.extend_from_slice(&reply.body);
     reply.body.len()
 }
+
+/// The head of a response served from the cache (a fresh hit): the stored head (less framing,
+/// `Date`, `Age` and what the gateway replaces), the gateway's headers, `Age`, `X-Cache: HIT`
+/// and the stored body's length; the same fields Pingora's path sends for a hit.
+pub(super) fn cached_head(
+    out: &mut Vec<u8>,
+    entry: &crate::cache_storage::Entry,
+    age: u64,
+    ctx: &RequestCtx,
+    view: &View<'_>,
+    close: bool,
+) {
+    let mut ours: smallvec::SmallVec<[(http::HeaderName, http::HeaderValue, Combine); 8]> = smallvec::SmallVec::new();
+    response_edits(ctx, view, |n, v, c| ours.push((n.clone(), v.clone(), c)));
+    let head = &entry.head;
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    let _ = std::io::Write::write_fmt(out, format_args!("{} ", head.status));
+    out.extend_from_slice(http::StatusCode::from_u16(head.status).ok().and_then(|s| s.canonical_reason()).unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    use http::header;
+    for (name, value) in &head.fields {
+        let skip = matches!(*name, header::CONTENT_LENGTH | header::TRANSFER_ENCODING | header::DATE | header::AGE)
+            || name == "x-request-id"
+            || name == "x-cache"
+            || is_hop_by_hop(name.as_str().as_bytes())
+            || ours.iter().any(|(n, _, c)| *c == Combine::Insert && n == name);
+        if !skip {
+            field(out, titled(name).as_bytes(), value.as_bytes());
+        }
+    }
+    field(out, b"X-Request-Id", ctx.request_id.as_bytes());
+    for (n, v, _) in &ours {
+        field(out, titled(n).as_bytes(), v.as_bytes());
+    }
+    let _ = std::io::Write::write_fmt(out, format_args!("Age: {age}\r\n"));
+    field(out, b"X-Cache", b"HIT");
+    if head.status != 204 && head.status != 304 {
+        let _ = std::io::Write::write_fmt(out, format_args!("Content-Length: {}\r\n", entry.body.len()));
+    }
+    date_and_connection(out, close);
+    out.extend_from_slice(b"\r\n");
+}

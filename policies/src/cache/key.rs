@@ -3,6 +3,9 @@
 //! order, the values of the `vary` headers, and for a per-consumer entry the consumer. Each part
 //! is length-prefixed, so no two different requests frame to the same bytes.
 
+/// A `vary` header's lower-case name and the request's value (`None`: absent).
+pub type VaryValue<'a> = (&'a str, Option<&'a [u8]>);
+
 /// The parts of a request the key is made of.
 #[derive(Debug, Clone, Copy)]
 pub struct KeyParts<'a> {
@@ -11,14 +14,17 @@ pub struct KeyParts<'a> {
     pub host: &'a [u8],
     pub api: &'a str,
     pub version: &'a str,
+    /// The resource's cache settings' fingerprint (`CachePolicy::fingerprint`).
+    pub settings: u64,
     /// The normalised path.
     pub path: &'a str,
     pub query: Option<&'a str>,
     /// The configured `vary` headers and the response's `Vary` fields: (lower-case name, the
     /// request's value, `None` when absent). Sorted by name by the caller's compile step.
-    pub vary: &'a [(&'a str, Option<&'a [u8]>)],
-    /// For a per-consumer entry: the application and the user (`None`: shared).
-    pub consumer: Option<(&'a str, &'a str)>,
+    pub vary: &'a [VaryValue<'a>],
+    /// For a per-consumer entry: the application and the user, or (for an API that checks
+    /// no credential) an empty application and the credential itself (`None`: shared).
+    pub consumer: Option<(&'a [u8], &'a [u8])>,
 }
 
 fn push(out: &mut Vec<u8>, part: &[u8]) {
@@ -34,6 +40,7 @@ pub fn cache_key(p: &KeyParts<'_>) -> Vec<u8> {
     push(&mut out, &p.host.to_ascii_lowercase());
     push(&mut out, p.api.as_bytes());
     push(&mut out, p.version.as_bytes());
+    push(&mut out, &p.settings.to_le_bytes());
     push(&mut out, p.path.as_bytes());
     let mut params: Vec<&str> = p.query.map_or_else(Vec::new, |q| q.split('&').filter(|s| !s.is_empty()).collect());
     // Sorted as written (`name=value`, bytewise): `a=1&b=2` and `b=2&a=1` are one entry, and
@@ -56,8 +63,8 @@ pub fn cache_key(p: &KeyParts<'_>) -> Vec<u8> {
     match p.consumer {
         Some((application, user)) => {
             out.push(1);
-            push(&mut out, application.as_bytes());
-            push(&mut out, user.as_bytes());
+            push(&mut out, application);
+            push(&mut out, user);
         }
         None => out.push(0),
     }
@@ -68,8 +75,18 @@ pub fn cache_key(p: &KeyParts<'_>) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    fn parts<'a>(query: Option<&'a str>, vary: &'a [(&'a str, Option<&'a [u8]>)], consumer: Option<(&'a str, &'a str)>) -> KeyParts<'a> {
-        KeyParts { method: &http::Method::GET, host: b"Api.Example", api: "orders", version: "v1", path: "/menu", query, vary, consumer }
+    fn parts<'a>(query: Option<&'a str>, vary: &'a [(&'a str, Option<&'a [u8]>)], consumer: Option<(&'a [u8], &'a [u8])>) -> KeyParts<'a> {
+        KeyParts {
+            method: &http::Method::GET,
+            host: b"Api.Example",
+            api: "orders",
+            version: "v1",
+            settings: 7,
+            path: "/menu",
+            query,
+            vary,
+            consumer,
+        }
     }
 
     #[test]
@@ -91,11 +108,12 @@ mod tests {
             cache_key(&parts(Some(""), &[("accept-language", Some(b"fr"))], None)),
             cache_key(&parts(None, &[("accept-language", None)], None)),
             cache_key(&parts(None, &[("accept-language", Some(b""))], None)),
-            cache_key(&parts(None, &[], Some(("app-1", "alice")))),
-            cache_key(&parts(None, &[], Some(("app-1", "bob")))),
-            cache_key(&parts(None, &[], Some(("app-2", "alice")))),
+            cache_key(&parts(None, &[], Some((b"app-1", b"alice")))),
+            cache_key(&parts(None, &[], Some((b"app-1", b"bob")))),
+            cache_key(&parts(None, &[], Some((b"app-2", b"alice")))),
             cache_key(&KeyParts { path: "/menu/", ..parts(None, &[], None) }),
             cache_key(&KeyParts { version: "v2", ..parts(None, &[], None) }),
+            cache_key(&KeyParts { settings: 8, ..parts(None, &[], None) }),
         ];
         for (i, k) in others.iter().enumerate() {
             assert_ne!(*k, base, "{i}");
@@ -108,7 +126,8 @@ mod tests {
         let b = KeyParts { api: "a", version: "bc", ..parts(None, &[], None) };
         assert_ne!(cache_key(&a), cache_key(&b));
         // Two applications never share a user's private entry.
-        let (x, y) = (("app-1", "u"), ("app-2", "u"));
+        let x: (&[u8], &[u8]) = (b"app-1", b"u");
+        let y: (&[u8], &[u8]) = (b"app-2", b"u");
         assert_ne!(cache_key(&parts(None, &[], Some(x))), cache_key(&parts(None, &[], Some(y))));
     }
 }

@@ -125,6 +125,9 @@ pub enum NotStored {
     SetCookie,
     VaryStar,
     Authorization,
+    /// Fresh for no time (`no-cache`, `max-age=0`, an `Expires` in the past) and no stale
+    /// window to serve it in.
+    StaleOnArrival,
 }
 
 impl NotStored {
@@ -138,6 +141,7 @@ impl NotStored {
             NotStored::SetCookie => "set_cookie",
             NotStored::VaryStar => "vary_star",
             NotStored::Authorization => "authorization",
+            NotStored::StaleOnArrival => "stale_on_arrival",
         }
     }
 }

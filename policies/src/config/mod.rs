@@ -26,6 +26,7 @@ pub use crate::authn::spec::{
     ApiKeySourceSpec, ApiKeySpec, ApplicationSpec, AuthSpec, AuthType, BackendClaimsSpec, BackendJwtSpec, ClaimNamesSpec,
     IntrospectionSpec, JwtKeyManagerSpec, KeyManagerSpec, StaticKeySpec, SubscriptionSpec,
 };
+pub use crate::cache::spec::{CachePolicySpec, CacheSpec, RequestCacheControl};
 pub use crate::cors::spec::CorsSpec;
 pub use crate::lifecycle::spec::{DeprecationSpec, LifecycleState};
 pub use crate::mock::spec::MockSpec;
@@ -72,6 +73,9 @@ pub struct GatewaySpec {
     /// How the gateway signs the identity it forwards to backends (`auth.backend_jwt`).
     #[serde(default)]
     pub backend_jwt: Option<BackendJwtSpec>,
+    /// The response cache's storage (`cache/spec.rs`).
+    #[serde(default)]
+    pub cache: CacheSpec,
     #[serde(default)]
     pub apis: Vec<ApiSpec>,
 }
@@ -270,6 +274,9 @@ pub struct ApiSpec {
     pub throttling: Option<ApiThrottlingSpec>,
     #[serde(default)]
     pub threat_protection: Option<ThreatSpec>,
+    /// Response caching for the API's GET and HEAD resources (`cache/spec.rs`).
+    #[serde(default)]
+    pub cache: Option<CachePolicySpec>,
     #[serde(default)]
     pub resources: Vec<ResourceSpec>,
 }
@@ -295,6 +302,9 @@ pub struct ResourceSpec {
     /// A tier for this resource and verb, all consumers together.
     #[serde(default)]
     pub throttling: Option<String>,
+    /// The resource's cache settings, each overriding the API's.
+    #[serde(default)]
+    pub cache: Option<CachePolicySpec>,
 }
 
 fn default_methods() -> Vec<String> {
